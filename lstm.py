@@ -1,0 +1,865 @@
+"""LSTM networks for sentiment analysis: the deeplearning.net tutorial in PyTensor.
+
+A single-layer LSTM reads a review's word embeddings; its hidden states are
+mean-pooled over the real (unmasked) time steps and a logistic-regression
+(softmax) layer classifies the review. Training uses AdaDelta, RMSProp or SGD
+with the tutorial's exact update rules, dropout on the pooled vector, and early
+stopping on a validation split. ``python lstm.py`` does what the tutorial's
+``__main__`` did; ``python lstm.py --help`` lists every option.
+
+Axes: a minibatch ``x`` is ``(n_timesteps, n_samples)`` (time first), as the
+tutorial's ``prepare_data`` returns it.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections import OrderedDict
+from ctypes.util import find_library
+
+
+def _configure_pytensor():
+    """Default PyTensor flags for this project, before PyTensor is imported.
+
+    float32 (the tutorial's precision), the C backend (``mode=CVM``: see the
+    README's "Compile mode" for the measurements behind this choice) and, for
+    it, the system OpenBLAS when there is one: a pip-installed PyTensor does
+    not find it by itself and falls back to a much slower GEMM. Flags the user
+    set in ``PYTENSOR_FLAGS`` win.
+    """
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    given = {item.split("=")[0].strip() for item in flags.split(",") if "=" in item}
+    defaults = {"floatX": "float32", "mode": "CVM"}
+    if find_library("openblas"):
+        defaults["blas__ldflags"] = "-lopenblas"
+    extra = ["%s=%s" % kv for kv in defaults.items() if kv[0] not in given]
+    if extra:
+        os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [flags] + extra))
+
+
+_configure_pytensor()
+
+import numpy as np  # noqa: E402
+import pytensor  # noqa: E402
+import pytensor.tensor as pt  # noqa: E402
+import pytensor.tensor.random as ptr  # noqa: E402
+from pytensor import config  # noqa: E402
+
+import imdb  # noqa: E402
+from imdb import DataError  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATASET = os.path.join("data", "imdb.pkl")
+OPTIMIZERS = ("adadelta", "rmsprop", "sgd")
+
+
+# ---------------------------------------------------------------------------
+# Configuration: every default in one place.
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class Config:
+    """Options of one training run (the tutorial's ``train_lstm`` arguments).
+
+    The defaults are what the tutorial's ``python lstm.py`` ran:
+    ``train_lstm(max_epochs=100, test_size=500)`` with every other default.
+    Names are the tutorial's (``validFreq``, ``dim_proj``, ...). The options
+    are saved as JSON beside each model; unknown keys are rejected.
+    """
+
+    dim_proj: int = 128  # word embedding dimension and LSTM hidden units
+    patience: int = 10  # validations without progress before early stop
+    max_epochs: int = 100  # the tutorial's __main__ (train_lstm: 5000)
+    dispFreq: int = 10  # print the cost every N updates
+    decay_c: float = 0.0  # weight decay on the classifier weights U
+    lrate: float = 0.0001  # learning rate (SGD only)
+    n_words: int = 10000  # vocabulary size; rarer words map to 1 (unknown)
+    optimizer: str = "adadelta"  # adadelta, rmsprop or sgd
+    saveto: str = "lstm_model.npz"  # the best model is saved there
+    validFreq: int = 370  # validate every N updates (-1: once per epoch)
+    saveFreq: int = 1110  # save every N updates (-1: once per epoch)
+    maxlen: int = 100  # training reviews of maxlen tokens or more are dropped
+    batch_size: int = 16  # training minibatch size
+    valid_batch_size: int = 64  # minibatch size for evaluation
+    dataset: str = DEFAULT_DATASET  # the preprocessed corpus (imdb.pkl)
+    use_dropout: bool = True  # dropout on the pooled hidden state
+    reload_model: str = ""  # start from the parameters saved in this .npz
+    test_size: int = 500  # keep this many random test reviews (<= 0: all)
+    valid_portion: float = 0.05  # share of the training set held out
+    sort_by_len: bool = True  # sort each split by length (less padding)
+    seed: int = 123  # the tutorial's SEED; every random stream derives from it
+    mode: str = "CVM"  # PyTensor compile mode (see README, "Compile mode")
+    ydim: int = 0  # number of classes; set from the data (max label + 1)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Build a Config from a dict, rejecting unknown keys."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError("unknown option(s): %s" % ", ".join(unknown))
+        return cls(**values)
+
+    def validate(self):
+        """Raise ValueError on an option no run could use."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError("optimizer must be one of %s, not %r"
+                             % (", ".join(OPTIMIZERS), self.optimizer))
+        for name in ("dim_proj", "n_words", "batch_size", "valid_batch_size",
+                     "dispFreq"):
+            if getattr(self, name) < 1:
+                raise ValueError("%s must be at least 1" % name)
+        if self.n_words < 2:
+            raise ValueError("n_words must be at least 2 (0 = padding, 1 = unknown)")
+        if not 0.0 <= self.valid_portion < 1.0:
+            raise ValueError("valid_portion must be in [0, 1)")
+        if self.validFreq == 0 or self.saveFreq == 0:
+            raise ValueError("validFreq and saveFreq must be positive or -1")
+        return self
+
+
+def model_paths(saveto):
+    """The files written beside a model: ``(options_json, log_jsonl)``."""
+    base = saveto[:-4] if saveto.endswith(".npz") else saveto
+    return base + ".json", base + ".log.jsonl"
+
+
+# ---------------------------------------------------------------------------
+# Randomness: one seed, independent named streams, nothing global.
+# ---------------------------------------------------------------------------
+RNG_STREAMS = ("init", "split", "test_subset", "shuffle", "dropout")
+
+
+def make_rngs(seed):
+    """Independent ``numpy.random.Generator`` streams derived from one seed.
+
+    Returns a dict keyed by :data:`RNG_STREAMS`, so that, for example, a change
+    in the number of parameters drawn at initialisation never changes the
+    data split or the minibatch order.
+    """
+    children = np.random.SeedSequence(seed).spawn(len(RNG_STREAMS))
+    return {name: np.random.default_rng(child)
+            for name, child in zip(RNG_STREAMS, children)}
+
+
+def get_minibatches_idx(n, minibatch_size, shuffle=False, rng=None):
+    """Split ``range(n)`` into minibatches, shuffled with ``rng`` if asked.
+
+    Returns a list of ``(index, array_of_example_indices)``; the last
+    minibatch holds what is left. A list (not the tutorial's ``zip``) so that
+    it can be iterated more than once.
+    """
+    idx_list = np.arange(n, dtype="int64")
+    if shuffle:
+        rng.shuffle(idx_list)
+    minibatches = [idx_list[start:start + minibatch_size]
+                   for start in range(0, n, minibatch_size)]
+    return list(enumerate(minibatches))
+
+
+# ---------------------------------------------------------------------------
+# Parameters.
+# ---------------------------------------------------------------------------
+def numpy_floatX(data):
+    """``data`` as an array of ``config.floatX``."""
+    return np.asarray(data, dtype=config.floatX)
+
+
+def _p(pp, name):
+    return "%s_%s" % (pp, name)
+
+
+def ortho_weight(ndim, rng):
+    """A random ``(ndim, ndim)`` orthogonal matrix (left singular vectors)."""
+    W = rng.standard_normal((ndim, ndim))
+    u, s, v = np.linalg.svd(W)
+    return u.astype(config.floatX)
+
+
+def param_init_lstm(options, params, rng, prefix="lstm"):
+    """LSTM parameters: four orthogonal blocks each, gate order i, f, o, c."""
+    dim = options.dim_proj
+    params[_p(prefix, "W")] = np.concatenate(
+        [ortho_weight(dim, rng) for _ in range(4)], axis=1)
+    params[_p(prefix, "U")] = np.concatenate(
+        [ortho_weight(dim, rng) for _ in range(4)], axis=1)
+    params[_p(prefix, "b")] = np.zeros((4 * dim,), dtype=config.floatX)
+    return params
+
+
+def init_params(options, rng):
+    """All parameters as NumPy arrays: ``Wemb``, ``lstm_*``, ``U``, ``b``."""
+    params = OrderedDict()
+    params["Wemb"] = (0.01 * rng.random((options.n_words, options.dim_proj))
+                      ).astype(config.floatX)
+    param_init_lstm(options, params, rng, prefix="lstm")
+    params["U"] = (0.01 * rng.standard_normal((options.dim_proj, options.ydim))
+                   ).astype(config.floatX)
+    params["b"] = np.zeros((options.ydim,), dtype=config.floatX)
+    return params
+
+
+def load_params(path, params):
+    """Replace ``params`` values by the arrays saved in the model ``path``.
+
+    Every parameter must be in the file with the same shape; raises
+    :class:`imdb.DataError` (one line naming the file) otherwise.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            saved = {k: archive[k] for k in archive.files if k in params}
+    except FileNotFoundError:
+        raise DataError("%s: no such model file" % path) from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError("%s: not a readable .npz model (%s)"
+                        % (path, str(exc).splitlines()[0] if str(exc) else
+                           type(exc).__name__)) from None
+    for name, value in params.items():
+        if name not in saved:
+            raise DataError("%s: parameter %s is not in the archive" % (path, name))
+        if saved[name].shape != value.shape:
+            raise DataError("%s: parameter %s has shape %s, the model needs %s"
+                            % (path, name, saved[name].shape, value.shape))
+        params[name] = saved[name].astype(config.floatX)
+    return params
+
+
+def init_tparams(params):
+    """PyTensor shared variables holding a copy of each parameter."""
+    return OrderedDict((k, pytensor.shared(v, name=k)) for k, v in params.items())
+
+
+def zipp(params, tparams):
+    """Copy NumPy ``params`` into the shared variables ``tparams``."""
+    for kk, vv in params.items():
+        tparams[kk].set_value(vv)
+
+
+def unzip(zipped):
+    """The current values of shared variables, as NumPy arrays."""
+    return OrderedDict((kk, vv.get_value()) for kk, vv in zipped.items())
+
+
+# ---------------------------------------------------------------------------
+# The model.
+# ---------------------------------------------------------------------------
+def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm"):
+    """The masked LSTM over a minibatch; returns all hidden states.
+
+    Parameters
+    ----------
+    state_below : tensor, ``(n_timesteps, n_samples, dim_proj)``
+        The word embeddings.
+    mask : tensor, ``(n_timesteps, n_samples)``
+        1 for a real token, 0 for padding. On a padded step the cell and
+        hidden states are carried over unchanged.
+
+    Returns
+    -------
+    tensor, ``(n_timesteps, n_samples, dim_proj)``
+    """
+    n_samples = state_below.shape[1]
+    U = tparams[_p(prefix, "U")]
+
+    def _slice(_x, n, dim):
+        return _x[:, n * dim:(n + 1) * dim]
+
+    def _step(m_, x_, h_, c_):
+        # m_: (n_samples,), x_: (n_samples, 4 dim), h_, c_: (n_samples, dim)
+        preact = pt.dot(h_, U) + x_
+        i = pt.sigmoid(_slice(preact, 0, dim_proj))
+        f = pt.sigmoid(_slice(preact, 1, dim_proj))
+        o = pt.sigmoid(_slice(preact, 2, dim_proj))
+        c = pt.tanh(_slice(preact, 3, dim_proj))
+
+        c = f * c_ + i * c
+        c = m_[:, None] * c + (1.0 - m_)[:, None] * c_
+
+        h = o * pt.tanh(c)
+        h = m_[:, None] * h + (1.0 - m_)[:, None] * h_
+        return h, c
+
+    # The input projection of all steps at once: z = x W + b (+ h U per step).
+    state_below = (pt.dot(state_below, tparams[_p(prefix, "W")])
+                   + tparams[_p(prefix, "b")])
+    zeros = pt.zeros((n_samples, dim_proj), dtype=config.floatX)
+    h, c = pytensor.scan(_step,
+                         sequences=[mask, state_below],
+                         outputs_info=[zeros, zeros],
+                         name=_p(prefix, "layers"),
+                         return_updates=False)
+    return h
+
+
+def mean_pool(h, mask):
+    """Mean of ``h (n_timesteps, n_samples, dim)`` over the unmasked steps."""
+    return (h * mask[:, :, None]).sum(axis=0) / mask.sum(axis=0)[:, None]
+
+
+def build_model(tparams, options, dropout_rng=None):
+    """The symbolic model.
+
+    Parameters
+    ----------
+    tparams : OrderedDict of shared variables
+    options : Config
+    dropout_rng : numpy.random.Generator, optional
+        State of the dropout stream; needed when ``options.use_dropout``.
+
+    Returns
+    -------
+    dict
+        ``x`` (int64, ``(n_timesteps, n_samples)``), ``mask``, ``y``;
+        ``pred`` (test-time class probabilities, dropout scaled by 0.5);
+        ``cost`` (training cost, with dropout noise); ``updates`` (the
+        dropout RNG update, to pass to the function computing ``cost``);
+        ``rng`` (the RNG shared variable, or None).
+    """
+    x = pt.matrix("x", dtype="int64")
+    mask = pt.matrix("mask", dtype=config.floatX)
+    y = pt.vector("y", dtype="int64")
+
+    n_timesteps = x.shape[0]
+    n_samples = x.shape[1]
+
+    emb = tparams["Wemb"][x.flatten()].reshape(
+        [n_timesteps, n_samples, options.dim_proj])
+    proj = mean_pool(lstm_layer(tparams, emb, mask, options.dim_proj), mask)
+
+    def classify(p):
+        return pt.special.softmax(pt.dot(p, tparams["U"]) + tparams["b"], axis=-1)
+
+    updates = OrderedDict()
+    rng = None
+    if options.use_dropout:
+        # Training: keep each unit with probability 0.5; test: scale by 0.5.
+        rng = ptr.shared_rng(dropout_rng, name="dropout_rng")
+        next_rng, keep = rng.binomial(1, 0.5, size=proj.shape)
+        updates[rng] = next_rng
+        train_pred = classify(proj * keep.astype(config.floatX))
+        pred = classify(proj * numpy_floatX(0.5))
+    else:
+        train_pred = pred = classify(proj)
+
+    off = 1e-6 if train_pred.dtype == "float16" else 1e-8
+    cost = -pt.log(train_pred[pt.arange(n_samples), y] + off).mean()
+    if options.decay_c > 0.0:
+        decay_c = pytensor.shared(numpy_floatX(options.decay_c), name="decay_c")
+        cost = cost + decay_c * (tparams["U"] ** 2).sum()
+    cost.name = "cost"
+    pred.name = "pred"
+    return dict(x=x, mask=mask, y=y, pred=pred, cost=cost, updates=updates,
+                rng=rng)
+
+
+# ---------------------------------------------------------------------------
+# Optimizers: the tutorial's rules, split into f_grad_shared and f_update.
+# ---------------------------------------------------------------------------
+def _zeros_like_params(tparams, suffix):
+    return [pytensor.shared(p.get_value() * numpy_floatX(0.0), name="%s_%s" % (k, suffix))
+            for k, p in tparams.items()]
+
+
+def sgd(lr, tparams, grads, inputs, cost, updates=(), mode=None):
+    """Stochastic gradient descent: ``p <- p - lr * g``.
+
+    Parameters
+    ----------
+    lr : scalar tensor
+        The learning rate, an input of ``f_update``.
+    tparams : OrderedDict of shared variables
+    grads : list of tensors
+        Gradients of ``cost`` with respect to ``tparams.values()``.
+    inputs : list of tensors
+        ``[x, mask, y]``.
+    cost : tensor
+    updates : sequence of pairs
+        Extra updates for ``f_grad_shared`` (the dropout RNG).
+    mode : str, optional
+        PyTensor compile mode.
+
+    Returns
+    -------
+    f_grad_shared : function
+        ``f_grad_shared(x, mask, y) -> cost``; stores the gradients.
+    f_update : function
+        ``f_update(lr)``; applies the stored gradients.
+    state : list of shared variables
+        The optimizer's own state (stored gradients, accumulators).
+    """
+    gshared = _zeros_like_params(tparams, "grad")
+    gsup = [(gs, g) for gs, g in zip(gshared, grads)]
+    f_grad_shared = pytensor.function(inputs, cost, updates=list(updates) + gsup,
+                                      name="sgd_f_grad_shared", mode=mode)
+    pup = [(p, p - lr * g) for p, g in zip(tparams.values(), gshared)]
+    f_update = pytensor.function([lr], [], updates=pup, name="sgd_f_update",
+                                 mode=mode)
+    return f_grad_shared, f_update, gshared
+
+
+def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None):
+    """AdaDelta [ADADELTA]_ with the tutorial's constants (rho 0.95, eps 1e-6).
+
+    With running averages ``E[g^2]`` and ``E[dx^2]``::
+
+        E[g^2] <- 0.95 E[g^2] + 0.05 g^2
+        dx      = -sqrt(E[dx^2] + 1e-6) / sqrt(E[g^2] + 1e-6) * g
+        E[dx^2] <- 0.95 E[dx^2] + 0.05 dx^2
+        p      <- p + dx
+
+    ``lr`` is accepted and ignored, as in the tutorial. Parameters and
+    returns as :func:`sgd`.
+
+    References
+    ----------
+    .. [ADADELTA] Matthew D. Zeiler, *ADADELTA: An Adaptive Learning Rate
+       Method*, arXiv:1212.5701, 2012.
+    """
+    zipped_grads = _zeros_like_params(tparams, "grad")
+    running_up2 = _zeros_like_params(tparams, "rup2")
+    running_grads2 = _zeros_like_params(tparams, "rgrad2")
+
+    zgup = [(zg, g) for zg, g in zip(zipped_grads, grads)]
+    rg2up = [(rg2, 0.95 * rg2 + 0.05 * (g ** 2))
+             for rg2, g in zip(running_grads2, grads)]
+    f_grad_shared = pytensor.function(inputs, cost,
+                                      updates=list(updates) + zgup + rg2up,
+                                      name="adadelta_f_grad_shared", mode=mode)
+
+    updir = [-pt.sqrt(ru2 + 1e-6) / pt.sqrt(rg2 + 1e-6) * zg
+             for zg, ru2, rg2 in zip(zipped_grads, running_up2, running_grads2)]
+    ru2up = [(ru2, 0.95 * ru2 + 0.05 * (ud ** 2))
+             for ru2, ud in zip(running_up2, updir)]
+    param_up = [(p, p + ud) for p, ud in zip(tparams.values(), updir)]
+    f_update = pytensor.function([lr], [], updates=ru2up + param_up,
+                                 on_unused_input="ignore",
+                                 name="adadelta_f_update", mode=mode)
+    return f_grad_shared, f_update, zipped_grads + running_up2 + running_grads2
+
+
+def rmsprop(lr, tparams, grads, inputs, cost, updates=(), mode=None):
+    """RMSProp [Hint2014]_ in the tutorial's form (Graves' variant, momentum).
+
+    With running averages ``E[g]``, ``E[g^2]`` and a step ``d``::
+
+        E[g]   <- 0.95 E[g] + 0.05 g
+        E[g^2] <- 0.95 E[g^2] + 0.05 g^2
+        d      <- 0.9 d - 1e-4 g / sqrt(E[g^2] - E[g]^2 + 1e-4)
+        p      <- p + d
+
+    The step size 1e-4 is fixed; ``lr`` is ignored, as in the tutorial.
+    Parameters and returns as :func:`sgd`.
+
+    References
+    ----------
+    .. [Hint2014] Geoff Hinton, *Neural Networks for Machine Learning*,
+       lecture 6a, 2012.
+    .. [Graves2013] Alex Graves, *Generating Sequences With Recurrent Neural
+       Networks*, arXiv:1308.0850, 2013, eq. 38-41.
+    """
+    zipped_grads = _zeros_like_params(tparams, "grad")
+    running_grads = _zeros_like_params(tparams, "rgrad")
+    running_grads2 = _zeros_like_params(tparams, "rgrad2")
+
+    zgup = [(zg, g) for zg, g in zip(zipped_grads, grads)]
+    rgup = [(rg, 0.95 * rg + 0.05 * g) for rg, g in zip(running_grads, grads)]
+    rg2up = [(rg2, 0.95 * rg2 + 0.05 * (g ** 2))
+             for rg2, g in zip(running_grads2, grads)]
+    f_grad_shared = pytensor.function(inputs, cost,
+                                      updates=list(updates) + zgup + rgup + rg2up,
+                                      name="rmsprop_f_grad_shared", mode=mode)
+
+    updir = _zeros_like_params(tparams, "updir")
+    updir_new = [(ud, 0.9 * ud - 1e-4 * zg / pt.sqrt(rg2 - rg ** 2 + 1e-4))
+                 for ud, zg, rg, rg2 in zip(updir, zipped_grads, running_grads,
+                                            running_grads2)]
+    param_up = [(p, p + udn[1]) for p, udn in zip(tparams.values(), updir_new)]
+    f_update = pytensor.function([lr], [], updates=updir_new + param_up,
+                                 on_unused_input="ignore",
+                                 name="rmsprop_f_update", mode=mode)
+    return (f_grad_shared, f_update,
+            zipped_grads + running_grads + running_grads2 + updir)
+
+
+def compile_model(options, params, dropout_rng=None):
+    """Shared variables and compiled functions for ``params``.
+
+    Returns a dict with ``tparams``, ``f_pred_prob(x, mask)``,
+    ``f_grad_shared(x, mask, y)``, ``f_update(lr)``, ``optimizer_state``.
+    """
+    tparams = init_tparams(params)
+    model = build_model(tparams, options, dropout_rng)
+    inputs = [model["x"], model["mask"], model["y"]]
+    f_pred_prob = pytensor.function(inputs[:2], model["pred"],
+                                    name="f_pred_prob", mode=options.mode)
+    grads = pytensor.grad(model["cost"], wrt=list(tparams.values()))
+    lr = pt.scalar(name="lr", dtype=config.floatX)
+    optimizer = {"adadelta": adadelta, "rmsprop": rmsprop, "sgd": sgd}[options.optimizer]
+    f_grad_shared, f_update, state = optimizer(
+        lr, tparams, grads, inputs, model["cost"], updates=model["updates"].items(),
+        mode=options.mode)
+    return dict(tparams=tparams, f_pred_prob=f_pred_prob,
+                f_grad_shared=f_grad_shared, f_update=f_update,
+                optimizer_state=state, rng=model["rng"])
+
+
+# ---------------------------------------------------------------------------
+# Evaluation.
+# ---------------------------------------------------------------------------
+def pred_probs(f_pred_prob, prepare_data, data, iterator, verbose=False):
+    """Class probabilities ``(n_samples, ydim)`` of every example of ``data``."""
+    probs = None
+    n_done = 0
+    for _, index in iterator:
+        x, mask, _ = prepare_data([data[0][t] for t in index],
+                                  np.asarray(data[1])[index], maxlen=None)
+        batch = f_pred_prob(x, mask)
+        if probs is None:
+            probs = np.zeros((len(data[0]), batch.shape[1]), dtype=config.floatX)
+        probs[index, :] = batch
+        n_done += len(index)
+        if verbose:
+            print("%d/%d samples classified" % (n_done, len(data[0])))
+    return probs
+
+
+def pred_error(f_pred_prob, prepare_data, data, iterator):
+    """Share of misclassified examples of ``data`` (``1 - accuracy``)."""
+    if len(data[0]) == 0:
+        return float("nan")
+    preds = pred_probs(f_pred_prob, prepare_data, data, iterator).argmax(axis=1)
+    return float(1.0 - np.mean(preds == np.asarray(data[1])))
+
+
+def evaluate(f_pred_prob, splits, batch_size):
+    """Error of each split in ``splits`` (a dict name -> (x, y))."""
+    return {name: pred_error(f_pred_prob, imdb.prepare_data, data,
+                             get_minibatches_idx(len(data[0]), batch_size))
+            for name, data in splits.items()}
+
+
+# ---------------------------------------------------------------------------
+# Saving: atomic writes, npz without pickles, options as JSON.
+# ---------------------------------------------------------------------------
+def atomic_write(path, write):
+    """Call ``write(fileobj)`` on a temporary file, then rename it to ``path``.
+
+    The temporary file is in the same folder, flushed and fsynced before the
+    rename, so ``path`` always holds either the old or the new complete file.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, ".%s.tmp%d" % (os.path.basename(path), os.getpid()))
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_model(path, params, history_errs, options, **extra):
+    """Write the model ``path`` (.npz) and its options JSON, atomically.
+
+    The npz holds the tutorial's keys: each parameter, ``history_errs``
+    (``[[valid_err, test_err], ...]``) and any ``extra`` arrays
+    (``train_err``, ``valid_err``, ``test_err`` at the end of training).
+    """
+    arrays = dict(params)
+    arrays["history_errs"] = np.asarray(history_errs, dtype="float64").reshape(-1, 2)
+    arrays.update({k: np.asarray(v) for k, v in extra.items()})
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    options_path = model_paths(path)[0]
+    text = json.dumps(dataclasses.asdict(options), indent=2, sort_keys=True) + "\n"
+    atomic_write(options_path, lambda f: f.write(text.encode("utf-8")))
+
+
+def load_options(path):
+    """The Config saved as JSON beside the model ``path`` (or the JSON itself)."""
+    json_path = path if path.endswith(".json") else model_paths(path)[0]
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            values = json.load(f)
+        if not isinstance(values, dict):
+            raise ValueError("not a JSON object")
+        return Config.from_dict(values)
+    except FileNotFoundError:
+        raise DataError("%s: no such options file" % json_path) from None
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise DataError("%s: bad options file (%s)" % (json_path, exc)) from None
+
+
+# ---------------------------------------------------------------------------
+# Training.
+# ---------------------------------------------------------------------------
+def load_splits(options, rngs, source=None, out=None):
+    """Train, valid and test splits as the tutorial loads them.
+
+    A missing ``options.dataset`` is built first (see :func:`imdb.ensure_dataset`),
+    from ``source`` if given.
+    """
+    path = imdb.ensure_dataset(options.dataset, source=source)
+    print("Loading data", file=out or sys.stdout)
+    train, valid, test = imdb.load_data(
+        path=path, n_words=options.n_words, valid_portion=options.valid_portion,
+        maxlen=options.maxlen or None, sort_by_len=options.sort_by_len,
+        seed=rngs["split"])
+    if options.test_size > 0:
+        # The test set is sorted by length: keep a random selection.
+        idx = rngs["test_subset"].permutation(len(test[0]))[:options.test_size]
+        test = ([test[0][n] for n in idx], [test[1][n] for n in idx])
+    return train, valid, test
+
+
+class JsonLog:
+    """One JSON object a line, flushed at once (``<model>.log.jsonl``)."""
+
+    def __init__(self, path):
+        self.file = open(path, "w", encoding="utf-8") if path else None
+
+    def write(self, **record):
+        if self.file:
+            self.file.write(json.dumps(record, sort_keys=True) + "\n")
+            self.file.flush()
+
+    def close(self):
+        if self.file:
+            self.file.close()
+
+
+def train_lstm(options, source=None, out=None):
+    """Train the model as the tutorial's ``train_lstm`` did.
+
+    Parameters
+    ----------
+    options : Config
+    source : str, optional
+        Raw corpus (aclImdb folder or archive) to build a missing dataset from.
+    out : file, optional
+        Where the tutorial's progress lines go (default: standard output).
+
+    Returns
+    -------
+    dict
+        ``train_err``, ``valid_err``, ``test_err`` of the best model,
+        ``epochs``, ``updates``, ``seconds``, ``history_errs`` and ``status``
+        (``"ok"``, ``"interrupted"`` or ``"bad_cost"``).
+    """
+    options.validate()
+    out = out or sys.stdout
+    rngs = make_rngs(options.seed)
+    train, valid, test = load_splits(options, rngs, source, out)
+    if not valid[0]:
+        raise DataError("%s: the validation split is empty (valid_portion=%g of %d reviews)"
+                        % (options.dataset, options.valid_portion,
+                           len(train[0]) + len(valid[0])))
+    options = dataclasses.replace(options, ydim=int(max(train[1])) + 1)
+    print("model options", json.dumps(dataclasses.asdict(options), sort_keys=True),
+          file=out)
+
+    print("Building model", file=out)
+    params = init_params(options, rngs["init"])
+    if options.reload_model:
+        load_params(options.reload_model, params)
+    model = compile_model(options, params, rngs["dropout"])
+    tparams, f_pred_prob = model["tparams"], model["f_pred_prob"]
+    f_grad_shared, f_update = model["f_grad_shared"], model["f_update"]
+
+    print("Optimization", file=out)
+    print("%d train examples" % len(train[0]), file=out)
+    print("%d valid examples" % len(valid[0]), file=out)
+    print("%d test examples" % len(test[0]), file=out)
+
+    n_batches = (len(train[0]) + options.batch_size - 1) // options.batch_size
+    validFreq = n_batches if options.validFreq == -1 else options.validFreq
+    saveFreq = n_batches if options.saveFreq == -1 else options.saveFreq
+    log = JsonLog(model_paths(options.saveto)[1] if options.saveto else None)
+    lrate = numpy_floatX(options.lrate)
+
+    history_errs = []
+    best_p = None
+    bad_counter = 0
+    uidx = 0  # the number of updates done
+    eidx = 0
+    status = "ok"
+    start_time = time.time()
+    try:
+        for eidx in range(options.max_epochs):
+            n_samples = 0
+            # A new shuffled order of the training set.
+            kf = get_minibatches_idx(len(train[0]), options.batch_size,
+                                     shuffle=True, rng=rngs["shuffle"])
+            for _, train_index in kf:
+                uidx += 1
+                y = [train[1][t] for t in train_index]
+                x = [train[0][t] for t in train_index]
+                # x: (n_timesteps, n_samples) -- prepare_data swaps the axes.
+                x, mask, y = imdb.prepare_data(x, y)
+                n_samples += x.shape[1]
+
+                cost = f_grad_shared(x, mask, y)
+                f_update(lrate)
+
+                if not np.isfinite(cost):
+                    print("bad cost detected: ", cost, file=out)
+                    status = "bad_cost"
+                    break
+
+                if uidx % options.dispFreq == 0:
+                    print("Epoch ", eidx, "Update ", uidx, "Cost ", cost, file=out)
+
+                if options.saveto and uidx % saveFreq == 0:
+                    print("Saving...", end=" ", file=out)
+                    params = best_p if best_p is not None else unzip(tparams)
+                    save_model(options.saveto, params, history_errs, options)
+                    print("Done", file=out)
+
+                if uidx % validFreq == 0:
+                    errs = evaluate(f_pred_prob, {"train": train, "valid": valid,
+                                                  "test": test},
+                                    options.valid_batch_size)
+                    history_errs.append([errs["valid"], errs["test"]])
+                    valid_errs = np.array(history_errs)[:, 0]
+                    is_best = best_p is None or errs["valid"] <= valid_errs.min()
+                    if is_best:
+                        best_p = unzip(tparams)
+                        bad_counter = 0
+                    print("Train ", errs["train"], "Valid ", errs["valid"],
+                          "Test ", errs["test"], file=out)
+                    log.write(epoch=eidx, update=uidx, cost=float(cost),
+                              train_err=errs["train"], valid_err=errs["valid"],
+                              test_err=errs["test"], best=bool(is_best),
+                              seconds=round(time.time() - start_time, 3))
+                    if (len(history_errs) > options.patience and
+                            errs["valid"] >= valid_errs[:-options.patience].min()):
+                        bad_counter += 1
+                        if bad_counter > options.patience:
+                            print("Early Stop!", file=out)
+                            status = "early_stop"
+                            break
+            else:
+                print("Seen %d samples" % n_samples, file=out)
+                continue
+            break  # early stop or bad cost
+    except KeyboardInterrupt:
+        print("Training interupted", file=out)
+        status = "interrupted"
+        if options.saveto and best_p is not None:
+            save_model(options.saveto, best_p, history_errs, options)
+            print("Best model so far saved to %s" % options.saveto, file=out)
+
+    end_time = time.time()
+    log.close()
+    if status == "bad_cost" and best_p is None:
+        return dict(status=status, train_err=1.0, valid_err=1.0, test_err=1.0,
+                    epochs=eidx + 1, updates=uidx, seconds=end_time - start_time,
+                    history_errs=history_errs)
+    if best_p is not None:
+        zipp(best_p, tparams)
+    else:
+        best_p = unzip(tparams)
+
+    errs = evaluate(f_pred_prob, {"train": train, "valid": valid, "test": test},
+                    options.valid_batch_size)
+    print("Train ", errs["train"], "Valid ", errs["valid"], "Test ", errs["test"],
+          file=out)
+    if options.saveto:
+        save_model(options.saveto, best_p, history_errs, options,
+                   train_err=errs["train"], valid_err=errs["valid"],
+                   test_err=errs["test"])
+    print("The code run for %d epochs, with %f sec/epochs"
+          % ((eidx + 1), (end_time - start_time) / (1.0 * (eidx + 1))), file=out)
+    print("Training took %.1fs" % (end_time - start_time), file=sys.stderr)
+    return dict(status="ok" if status in ("ok", "early_stop") else status,
+                train_err=errs["train"], valid_err=errs["valid"],
+                test_err=errs["test"], epochs=eidx + 1, updates=uidx,
+                seconds=end_time - start_time, history_errs=history_errs)
+
+
+# ---------------------------------------------------------------------------
+# Command line.
+# ---------------------------------------------------------------------------
+def build_parser():
+    d = Config()
+    p = argparse.ArgumentParser(
+        description="Train the deeplearning.net tutorial's LSTM sentiment "
+                    "classifier on IMDB (or a corpus made by imdb_preprocess.py). "
+                    "With no option it runs the tutorial: train_lstm(max_epochs=100, "
+                    "test_size=500).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    a("--dim-proj", type=int, default=d.dim_proj,
+      help="word embedding size and number of LSTM hidden units")
+    a("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+      help="update rule (the tutorial's: adadelta and rmsprop ignore --lrate)")
+    a("--lrate", type=float, default=d.lrate, help="learning rate for sgd")
+    a("--max-epochs", type=int, default=d.max_epochs,
+      help="maximum number of passes over the training set")
+    a("--patience", type=int, default=d.patience,
+      help="early stop after this many validations without progress")
+    a("--maxlen", type=int, default=d.maxlen,
+      help="drop training reviews of this many tokens or more (0: keep all)")
+    a("--batch-size", type=int, default=d.batch_size, help="training minibatch size")
+    a("--valid-batch-size", type=int, default=d.valid_batch_size,
+      help="minibatch size when computing errors")
+    a("--valid-freq", dest="validFreq", type=int, default=d.validFreq,
+      help="compute train/valid/test errors every N updates (-1: every epoch)")
+    a("--save-freq", dest="saveFreq", type=int, default=d.saveFreq,
+      help="save the best model every N updates (-1: every epoch)")
+    a("--disp-freq", dest="dispFreq", type=int, default=d.dispFreq,
+      help="print the training cost every N updates")
+    a("--decay-c", type=float, default=d.decay_c,
+      help="weight decay (L2) on the classifier weights U")
+    a("--no-dropout", dest="use_dropout", action="store_false",
+      help="train without dropout on the pooled hidden state")
+    a("--n-words", type=int, default=d.n_words,
+      help="vocabulary size: word ids >= N become 1 (unknown)")
+    a("--valid-portion", type=float, default=d.valid_portion,
+      help="share of the training set held out for validation")
+    a("--no-sort-by-len", dest="sort_by_len", action="store_false",
+      help="do not sort the splits by review length")
+    a("--test-size", type=int, default=d.test_size,
+      help="evaluate on this many random test reviews (0 or less: all)")
+    a("--saveto", default=d.saveto,
+      help="model file (.npz); its options go to .json and its log to .log.jsonl "
+           "beside it ('' saves nothing)")
+    a("--reload-model", default=d.reload_model, metavar="PATH",
+      help="start from the parameters saved in this .npz model")
+    a("--dataset", default=d.dataset, metavar="PATH",
+      help="preprocessed corpus (imdb.pkl); built from --source if missing")
+    a("--source", default=None, metavar="PATH",
+      help="raw aclImdb folder or .tar.gz to build a missing --dataset from "
+           "(default: $IMDB_SOURCE, then data/aclImdb_v1.tar.gz, then download)")
+    a("--seed", type=int, default=d.seed,
+      help="seed of every random stream (init, split, test subset, shuffle, dropout)")
+    a("--mode", default=d.mode,
+      help="PyTensor compile mode: CVM (C backend, default), NUMBA, FAST_COMPILE, ...")
+    a("--debug", action="store_true", help="show tracebacks on errors")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    values = vars(args)
+    debug = values.pop("debug")
+    source = values.pop("source")
+    try:
+        options = Config.from_dict(values).validate()
+    except ValueError as exc:
+        build_parser().error(str(exc))
+    try:
+        result = train_lstm(options, source=source)
+    except DataError as exc:
+        if debug:
+            raise
+        print("lstm.py: error: %s" % str(exc).splitlines()[0], file=sys.stderr)
+        return 2
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
