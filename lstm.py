@@ -12,10 +12,15 @@ tutorial's ``prepare_data`` returns it.
 """
 import argparse
 import dataclasses
+import hashlib
 import json
+import lzma
 import os
+import signal
 import sys
 import time
+import zipfile
+import zlib
 from collections import OrderedDict
 from ctypes.util import find_library
 
@@ -94,20 +99,28 @@ class Config:
 
     @classmethod
     def from_dict(cls, values):
-        """Build a Config from a dict, rejecting unknown keys."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
+        """Build a Config from a dict, rejecting unknown keys and wrong types."""
+        types = {f.name: type(f.default) for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(types))
         if unknown:
-            raise ValueError("unknown option(s): %s" % ", ".join(unknown))
-        return cls(**values)
+            raise ValueError("unknown option(s): %s" % ", ".join(map(repr, unknown)))
+        for name, value in values.items():
+            want = types[name]
+            ok = (isinstance(value, want) and not (want is int and isinstance(value, bool))
+                  or want is float and isinstance(value, int) and not isinstance(value, bool))
+            if not ok:
+                raise ValueError("option %s must be %s, not %r" % (name, want.__name__, value))
+        try:
+            return cls(**{k: float(v) if types[k] is float else v for k, v in values.items()})
+        except OverflowError:
+            raise ValueError("a float option is out of range") from None
 
     def validate(self):
         """Raise ValueError on an option no run could use."""
         if self.optimizer not in OPTIMIZERS:
             raise ValueError("optimizer must be one of %s, not %r"
                              % (", ".join(OPTIMIZERS), self.optimizer))
-        for name in ("dim_proj", "n_words", "batch_size", "valid_batch_size",
-                     "dispFreq"):
+        for name in ("dim_proj", "batch_size", "valid_batch_size", "dispFreq"):
             if getattr(self, name) < 1:
                 raise ValueError("%s must be at least 1" % name)
         if self.n_words < 2:
@@ -203,25 +216,36 @@ def init_params(options, rng):
 def load_params(path, params):
     """Replace ``params`` values by the arrays saved in the model ``path``.
 
-    Every parameter must be in the file with the same shape; raises
-    :class:`imdb.DataError` (one line naming the file) otherwise.
+    Every parameter must be in the file, as real numbers of the same shape;
+    raises :class:`imdb.DataError` (one line naming the file) otherwise. The
+    file is read without unpickling anything.
     """
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with archive:
             saved = {k: archive[k] for k in archive.files if k in params}
     except FileNotFoundError:
         raise DataError("%s: no such model file" % path) from None
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+            lzma.LZMAError, RuntimeError, NotImplementedError, MemoryError,
+            OverflowError) as exc:
         raise DataError("%s: not a readable .npz model (%s)"
-                        % (path, str(exc).splitlines()[0] if str(exc) else
-                           type(exc).__name__)) from None
+                        % (path, " ".join(str(exc).split()) or type(exc).__name__)) from None
     for name, value in params.items():
         if name not in saved:
             raise DataError("%s: parameter %s is not in the archive" % (path, name))
-        if saved[name].shape != value.shape:
+        array = saved[name]
+        if not isinstance(array, np.ndarray):  # a member that is not .npy data
+            raise DataError("%s: parameter %s is not a .npy array" % (path, name))
+        if array.dtype.kind not in "biuf":
+            raise DataError("%s: parameter %s has dtype %s, expected real numbers"
+                            % (path, name, array.dtype))
+        if array.shape != value.shape:
             raise DataError("%s: parameter %s has shape %s, the model needs %s"
-                            % (path, name, saved[name].shape, value.shape))
-        params[name] = saved[name].astype(config.floatX)
+                            % (path, name, array.shape, value.shape))
+        params[name] = array.astype(config.floatX)
     return params
 
 
@@ -547,19 +571,34 @@ def atomic_write(path, write):
 
     The temporary file is in the same folder, flushed and fsynced before the
     rename, so ``path`` always holds either the old or the new complete file.
+    A failure (full disk, no permission) raises :class:`imdb.DataError` and
+    leaves ``path`` as it was.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, ".%s.tmp%d" % (os.path.basename(path), os.getpid()))
     try:
+        os.makedirs(folder, exist_ok=True)
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise DataError("%s: cannot write (%s); the previous file, if any, is kept"
+                        % (path, exc.strerror or exc)) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def savez(fileobj, arrays):
+    """``numpy.savez`` with fixed zip timestamps: same arrays, same bytes."""
+    with zipfile.ZipFile(fileobj, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value),
+                                          allow_pickle=False)
 
 
 def save_model(path, params, history_errs, options, **extra):
@@ -572,10 +611,9 @@ def save_model(path, params, history_errs, options, **extra):
     arrays = dict(params)
     arrays["history_errs"] = np.asarray(history_errs, dtype="float64").reshape(-1, 2)
     arrays.update({k: np.asarray(v) for k, v in extra.items()})
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-    options_path = model_paths(path)[0]
+    atomic_write(path, lambda f: savez(f, arrays))
     text = json.dumps(dataclasses.asdict(options), indent=2, sort_keys=True) + "\n"
-    atomic_write(options_path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(model_paths(path)[0], lambda f: f.write(text.encode("utf-8")))
 
 
 def load_options(path):
@@ -589,8 +627,10 @@ def load_options(path):
         return Config.from_dict(values)
     except FileNotFoundError:
         raise DataError("%s: no such options file" % json_path) from None
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise DataError("%s: bad options file (%s)" % (json_path, exc)) from None
+    except (OSError, ValueError, TypeError, RecursionError, OverflowError) as exc:
+        raise DataError("%s: bad options file (%s)"
+                        % (json_path, " ".join(str(exc).split()) or type(exc).__name__)
+                        ) from None
 
 
 # ---------------------------------------------------------------------------
@@ -612,16 +652,34 @@ def load_splits(options, rngs, source=None, out=None):
         # The test set is sorted by length: keep a random selection.
         idx = rngs["test_subset"].permutation(len(test[0]))[:options.test_size]
         test = ([test[0][n] for n in idx], [test[1][n] for n in idx])
+    if not valid[0]:
+        raise DataError("%s: the validation split is empty (valid_portion=%g of %d reviews)"
+                        % (path, options.valid_portion, len(train[0])))
     return train, valid, test
 
 
 class JsonLog:
-    """One JSON object a line, flushed at once (``<model>.log.jsonl``)."""
+    """One JSON object a line, flushed at once (``<model>.log.jsonl``).
 
-    def __init__(self, path):
-        self.file = open(path, "w", encoding="utf-8") if path else None
+    ``keep`` lines of an existing log are kept (a resumed run); the rest is
+    rewritten.
+    """
 
-    def write(self, **record):
+    def __init__(self, path, keep=0):
+        self.file = None
+        if path:
+            try:
+                lines = []
+                if keep and os.path.exists(path):
+                    with open(path, encoding="utf-8") as f:
+                        lines = f.readlines()[:keep]
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                self.file = open(path, "w", encoding="utf-8")
+                self.file.writelines(lines)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DataError("%s: cannot write the log (%s)" % (path, exc)) from None
+
+    def write(self, record):
         if self.file:
             self.file.write(json.dumps(record, sort_keys=True) + "\n")
             self.file.flush()
@@ -631,153 +689,332 @@ class JsonLog:
             self.file.close()
 
 
-def train_lstm(options, source=None, out=None):
+class StopRequest:
+    """Turn the first Ctrl-C (SIGINT) into a flag read between two updates.
+
+    The update in flight completes, so the state saved afterwards is
+    consistent; a second Ctrl-C interrupts at once.
+    """
+
+    def __init__(self):
+        self.requested = False
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+CHECKPOINT_VERSION = 1
+
+
+class Trainer:
+    """The tutorial's training loop, as a state that can be checkpointed.
+
+    The state is everything a run needs to continue exactly: parameters,
+    optimizer accumulators, the shuffling and dropout RNG states, the
+    epoch's minibatch order and position, counters, ``history_errs`` and the
+    best parameters so far.
+    """
+
+    def __init__(self, options, data, rngs, model, out, callback=None):
+        self.options = options
+        self.train_set, self.valid_set, self.test_set = data
+        self.shuffle_rng = rngs["shuffle"]
+        self.model = model
+        self.out = out
+        self.callback = callback
+        self.eidx = 0  # the current epoch
+        self.uidx = 0  # the number of updates done
+        self.order = None  # this epoch's shuffled example order
+        self.pos = 0  # minibatches of this epoch already done
+        self.n_samples = 0  # examples seen this epoch
+        self.history_errs = []
+        self.best_p = None
+        self.bad_counter = 0
+        self.elapsed = 0.0  # training seconds before this process
+        self.log_lines = 0
+        n = len(self.train_set[0])
+        n_batches = (n + options.batch_size - 1) // options.batch_size
+        self.validFreq = n_batches if options.validFreq == -1 else options.validFreq
+        self.saveFreq = n_batches if options.saveFreq == -1 else options.saveFreq
+
+    # -- the loop -----------------------------------------------------------
+    def run(self, stop):
+        """Train until early stop, ``max_epochs``, a bad cost or ``stop``."""
+        o = self.options
+        self.start_time = time.time() - self.elapsed
+        self.log = JsonLog(model_paths(o.saveto)[1] if o.saveto else None, self.log_lines)
+        try:
+            while self.eidx < o.max_epochs:
+                if self.order is None:  # a new shuffled order of the training set
+                    self.order = np.concatenate([b for _, b in get_minibatches_idx(
+                        len(self.train_set[0]), o.batch_size, shuffle=True,
+                        rng=self.shuffle_rng)])
+                batches = np.array_split(self.order, range(o.batch_size, len(self.order),
+                                                           o.batch_size))
+                while self.pos < len(batches):
+                    if stop.requested:
+                        print("Training interupted", file=self.out)
+                        return "interrupted"
+                    status = self.train_step(batches[self.pos])
+                    if status != "ok":
+                        return status
+                print("Seen %d samples" % self.n_samples, file=self.out)
+                self.eidx, self.order, self.pos, self.n_samples = self.eidx + 1, None, 0, 0
+            self.eidx -= 1  # the last epoch run, as the tutorial counts
+            return "ok"
+        finally:
+            self.elapsed = time.time() - self.start_time
+            self.log.close()
+
+    def train_step(self, train_index):
+        """One update on the examples ``train_index``, then display/save/validate."""
+        o = self.options
+        y = [self.train_set[1][t] for t in train_index]
+        x = [self.train_set[0][t] for t in train_index]
+        # x: (n_timesteps, n_samples) -- prepare_data swaps the axes.
+        x, mask, y = imdb.prepare_data(x, y)
+        cost = self.model["f_grad_shared"](x, mask, y)
+        self.model["f_update"](numpy_floatX(o.lrate))
+        self.uidx += 1
+        self.pos += 1
+        self.n_samples += x.shape[1]
+
+        if not np.isfinite(cost):
+            print("bad cost detected: ", cost, file=self.out)
+            return "bad_cost"
+        if self.uidx % o.dispFreq == 0:
+            print("Epoch ", self.eidx, "Update ", self.uidx, "Cost ", cost, file=self.out)
+        if o.saveto and self.uidx % self.saveFreq == 0:
+            print("Saving...", end=" ", file=self.out)
+            save_model(o.saveto, self.best_params(), self.history_errs, o)
+            print("Done", file=self.out)
+        status = "ok"
+        if self.uidx % self.validFreq == 0:
+            status = self.validate(cost)
+        if o.saveto and self.uidx % self.saveFreq == 0:
+            self.save_checkpoint(checkpoint_path(o.saveto))
+        return status
+
+    def validate(self, cost):
+        """Errors on the three splits, best-model bookkeeping, early stop."""
+        o = self.options
+        errs = evaluate(self.model["f_pred_prob"], {
+            "train": self.train_set, "valid": self.valid_set, "test": self.test_set},
+            o.valid_batch_size)
+        self.history_errs.append([errs["valid"], errs["test"]])
+        valid_errs = np.array(self.history_errs)[:, 0]
+        is_best = self.best_p is None or errs["valid"] <= valid_errs.min()
+        if is_best:
+            self.best_p = unzip(self.model["tparams"])
+            self.bad_counter = 0
+        print("Train ", errs["train"], "Valid ", errs["valid"], "Test ", errs["test"],
+              file=self.out)
+        record = dict(epoch=self.eidx, update=self.uidx, cost=float(cost),
+                      train_err=errs["train"], valid_err=errs["valid"],
+                      test_err=errs["test"], best=bool(is_best),
+                      seconds=round(time.time() - self.start_time, 3))
+        self.log.write(record)
+        self.log_lines += 1
+        if self.callback:
+            self.callback(record)
+        if (len(self.history_errs) > o.patience and
+                errs["valid"] >= valid_errs[:-o.patience].min()):
+            self.bad_counter += 1
+            if self.bad_counter > o.patience:
+                print("Early Stop!", file=self.out)
+                return "early_stop"
+        return "ok"
+
+    def best_params(self):
+        """The best parameters so far, or the current ones before any validation."""
+        return self.best_p if self.best_p is not None else unzip(self.model["tparams"])
+
+    # -- checkpoints ----------------------------------------------------------
+    def save_checkpoint(self, path):
+        """Write the whole training state to ``path`` (npz, atomically)."""
+        state = dict(version=CHECKPOINT_VERSION, options=dataclasses.asdict(self.options),
+                     eidx=self.eidx, uidx=self.uidx, pos=self.pos,
+                     n_samples=self.n_samples, bad_counter=self.bad_counter,
+                     elapsed=time.time() - self.start_time, log_lines=self.log_lines,
+                     has_best=self.best_p is not None,
+                     shuffle_rng=self.shuffle_rng.bit_generator.state,
+                     dropout_rng=(self.model["rng"].get_value().bit_generator.state
+                                  if self.model["rng"] is not None else None))
+        arrays = {"state_json": np.array(json.dumps(state, sort_keys=True)),
+                  "history_errs": np.asarray(self.history_errs,
+                                             dtype="float64").reshape(-1, 2),
+                  "order": (self.order if self.order is not None
+                            else np.zeros(0, dtype="int64"))}
+        arrays.update(("param/" + k, v) for k, v in unzip(self.model["tparams"]).items())
+        if self.best_p is not None:
+            arrays.update(("best/" + k, v) for k, v in self.best_p.items())
+        arrays.update(("opt/" + s.name, s.get_value()) for s in self.model["optimizer_state"])
+        atomic_write(path, lambda f: savez(f, arrays))
+
+    def restore(self, path, arrays, state):
+        """Set this trainer (and its model) to a checkpoint's state."""
+        tparams, model = self.model["tparams"], self.model
+        try:
+            for k, shared in tparams.items():
+                shared.set_value(_checked(path, arrays, "param/" + k, shared.get_value()))
+            for shared in model["optimizer_state"]:
+                shared.set_value(_checked(path, arrays, "opt/" + shared.name,
+                                          shared.get_value()))
+            if state["has_best"]:
+                self.best_p = OrderedDict(
+                    (k, _checked(path, arrays, "best/" + k, v.get_value()))
+                    for k, v in tparams.items())
+            self.shuffle_rng.bit_generator.state = state["shuffle_rng"]
+            if model["rng"] is not None:
+                generator = model["rng"].get_value()
+                generator.bit_generator.state = state["dropout_rng"]
+                model["rng"].set_value(generator)
+            self.history_errs = [list(map(float, r)) for r in arrays["history_errs"]]
+            order = arrays["order"]
+            self.order = order.astype("int64") if order.size else None
+            for key in ("eidx", "uidx", "pos", "n_samples", "bad_counter", "elapsed",
+                        "log_lines"):
+                setattr(self, key, state[key])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError("%s: not a usable checkpoint (%s)" % (path, exc)) from None
+
+
+def _checked(path, arrays, key, like):
+    """``arrays[key]``, which must have the shape and dtype of ``like``."""
+    if key not in arrays:
+        raise DataError("%s: %s is not in the checkpoint" % (path, key))
+    value = arrays[key]
+    if value.shape != like.shape or value.dtype != like.dtype:
+        raise DataError("%s: %s is %s %s, the run needs %s %s"
+                        % (path, key, value.dtype, value.shape, like.dtype, like.shape))
+    return value
+
+
+def checkpoint_path(saveto):
+    """The checkpoint written beside the model ``saveto``."""
+    base = saveto[:-4] if saveto.endswith(".npz") else saveto
+    return base + ".ckpt.npz"
+
+
+def read_checkpoint(path):
+    """The arrays and the decoded state of a checkpoint file."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        state = json.loads(str(arrays["state_json"]))
+        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError("unknown checkpoint version")
+        options = Config.from_dict(state["options"])
+    except FileNotFoundError:
+        raise DataError("%s: no such checkpoint" % path) from None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
+            zlib.error, lzma.LZMAError, RuntimeError, NotImplementedError, MemoryError,
+            OverflowError, RecursionError, AttributeError) as exc:
+        raise DataError("%s: not a readable checkpoint (%s)"
+                        % (path, " ".join(str(exc).split()) or type(exc).__name__)) from None
+    return arrays, state, options
+
+
+def train_lstm(options, source=None, out=None, callback=None, resume=None):
     """Train the model as the tutorial's ``train_lstm`` did.
 
     Parameters
     ----------
     options : Config
+        Ignored when ``resume`` is given: the checkpoint's options are used.
     source : str, optional
         Raw corpus (aclImdb folder or archive) to build a missing dataset from.
     out : file, optional
         Where the tutorial's progress lines go (default: standard output).
+    callback : callable, optional
+        Called with each validation's record (the JSON log's line, a dict).
+    resume : str, optional
+        A checkpoint (``<model>.ckpt.npz``) to continue from, exactly.
 
     Returns
     -------
     dict
         ``train_err``, ``valid_err``, ``test_err`` of the best model,
-        ``epochs``, ``updates``, ``seconds``, ``history_errs`` and ``status``
-        (``"ok"``, ``"interrupted"`` or ``"bad_cost"``).
+        ``epochs``, ``updates``, ``seconds``, ``history_errs``, ``status``
+        (``"ok"``, ``"interrupted"`` or ``"bad_cost"``) and ``init_sha256``
+        (a digest of the initial parameters).
     """
-    options.validate()
     out = out or sys.stdout
+    if resume:
+        checkpoint, state, options = read_checkpoint(resume)
+    options.validate()
     rngs = make_rngs(options.seed)
-    train, valid, test = load_splits(options, rngs, source, out)
-    if not valid[0]:
-        raise DataError("%s: the validation split is empty (valid_portion=%g of %d reviews)"
-                        % (options.dataset, options.valid_portion,
-                           len(train[0]) + len(valid[0])))
-    options = dataclasses.replace(options, ydim=int(max(train[1])) + 1)
+    data = load_splits(options, rngs, source, out)
+    options = dataclasses.replace(options, ydim=int(max(data[0][1])) + 1)
     print("model options", json.dumps(dataclasses.asdict(options), sort_keys=True),
           file=out)
 
     print("Building model", file=out)
     params = init_params(options, rngs["init"])
-    if options.reload_model:
+    init_sha256 = params_digest(params)
+    if options.reload_model and not resume:
         load_params(options.reload_model, params)
     model = compile_model(options, params, rngs["dropout"])
-    tparams, f_pred_prob = model["tparams"], model["f_pred_prob"]
-    f_grad_shared, f_update = model["f_grad_shared"], model["f_update"]
+    trainer = Trainer(options, data, rngs, model, out, callback)
+    if resume:
+        trainer.restore(resume, checkpoint, state)
+        print("Resuming from %s at update %d (epoch %d)" % (resume, trainer.uidx,
+                                                             trainer.eidx), file=out)
 
     print("Optimization", file=out)
-    print("%d train examples" % len(train[0]), file=out)
-    print("%d valid examples" % len(valid[0]), file=out)
-    print("%d test examples" % len(test[0]), file=out)
+    for name, split in zip(("train", "valid", "test"), data):
+        print("%d %s examples" % (len(split[0]), name), file=out)
+    with StopRequest() as stop:
+        status = trainer.run(stop)
 
-    n_batches = (len(train[0]) + options.batch_size - 1) // options.batch_size
-    validFreq = n_batches if options.validFreq == -1 else options.validFreq
-    saveFreq = n_batches if options.saveFreq == -1 else options.saveFreq
-    log = JsonLog(model_paths(options.saveto)[1] if options.saveto else None)
-    lrate = numpy_floatX(options.lrate)
-
-    history_errs = []
-    best_p = None
-    bad_counter = 0
-    uidx = 0  # the number of updates done
-    eidx = 0
-    status = "ok"
-    start_time = time.time()
-    try:
-        for eidx in range(options.max_epochs):
-            n_samples = 0
-            # A new shuffled order of the training set.
-            kf = get_minibatches_idx(len(train[0]), options.batch_size,
-                                     shuffle=True, rng=rngs["shuffle"])
-            for _, train_index in kf:
-                uidx += 1
-                y = [train[1][t] for t in train_index]
-                x = [train[0][t] for t in train_index]
-                # x: (n_timesteps, n_samples) -- prepare_data swaps the axes.
-                x, mask, y = imdb.prepare_data(x, y)
-                n_samples += x.shape[1]
-
-                cost = f_grad_shared(x, mask, y)
-                f_update(lrate)
-
-                if not np.isfinite(cost):
-                    print("bad cost detected: ", cost, file=out)
-                    status = "bad_cost"
-                    break
-
-                if uidx % options.dispFreq == 0:
-                    print("Epoch ", eidx, "Update ", uidx, "Cost ", cost, file=out)
-
-                if options.saveto and uidx % saveFreq == 0:
-                    print("Saving...", end=" ", file=out)
-                    params = best_p if best_p is not None else unzip(tparams)
-                    save_model(options.saveto, params, history_errs, options)
-                    print("Done", file=out)
-
-                if uidx % validFreq == 0:
-                    errs = evaluate(f_pred_prob, {"train": train, "valid": valid,
-                                                  "test": test},
-                                    options.valid_batch_size)
-                    history_errs.append([errs["valid"], errs["test"]])
-                    valid_errs = np.array(history_errs)[:, 0]
-                    is_best = best_p is None or errs["valid"] <= valid_errs.min()
-                    if is_best:
-                        best_p = unzip(tparams)
-                        bad_counter = 0
-                    print("Train ", errs["train"], "Valid ", errs["valid"],
-                          "Test ", errs["test"], file=out)
-                    log.write(epoch=eidx, update=uidx, cost=float(cost),
-                              train_err=errs["train"], valid_err=errs["valid"],
-                              test_err=errs["test"], best=bool(is_best),
-                              seconds=round(time.time() - start_time, 3))
-                    if (len(history_errs) > options.patience and
-                            errs["valid"] >= valid_errs[:-options.patience].min()):
-                        bad_counter += 1
-                        if bad_counter > options.patience:
-                            print("Early Stop!", file=out)
-                            status = "early_stop"
-                            break
-            else:
-                print("Seen %d samples" % n_samples, file=out)
-                continue
-            break  # early stop or bad cost
-    except KeyboardInterrupt:
-        print("Training interupted", file=out)
-        status = "interrupted"
-        if options.saveto and best_p is not None:
-            save_model(options.saveto, best_p, history_errs, options)
-            print("Best model so far saved to %s" % options.saveto, file=out)
-
-    end_time = time.time()
-    log.close()
-    if status == "bad_cost" and best_p is None:
+    if status == "bad_cost" and trainer.best_p is None:
         return dict(status=status, train_err=1.0, valid_err=1.0, test_err=1.0,
-                    epochs=eidx + 1, updates=uidx, seconds=end_time - start_time,
-                    history_errs=history_errs)
-    if best_p is not None:
-        zipp(best_p, tparams)
-    else:
-        best_p = unzip(tparams)
-
-    errs = evaluate(f_pred_prob, {"train": train, "valid": valid, "test": test},
+                    epochs=trainer.eidx + 1, updates=trainer.uidx,
+                    seconds=trainer.elapsed, history_errs=trainer.history_errs,
+                    init_sha256=init_sha256)
+    if options.saveto and status == "interrupted":
+        save_model(options.saveto, trainer.best_params(), trainer.history_errs, options)
+        trainer.save_checkpoint(checkpoint_path(options.saveto))
+        print("Best model so far saved to %s; continue with --resume %s"
+              % (options.saveto, checkpoint_path(options.saveto)), file=out)
+    best_p = trainer.best_params()
+    zipp(best_p, model["tparams"])
+    errs = evaluate(model["f_pred_prob"], dict(zip(("train", "valid", "test"), data)),
                     options.valid_batch_size)
-    print("Train ", errs["train"], "Valid ", errs["valid"], "Test ", errs["test"],
-          file=out)
+    print("Train ", errs["train"], "Valid ", errs["valid"], "Test ", errs["test"], file=out)
     if options.saveto:
-        save_model(options.saveto, best_p, history_errs, options,
-                   train_err=errs["train"], valid_err=errs["valid"],
-                   test_err=errs["test"])
+        save_model(options.saveto, best_p, trainer.history_errs, options,
+                   train_err=errs["train"], valid_err=errs["valid"], test_err=errs["test"])
+    epochs = trainer.eidx + 1
     print("The code run for %d epochs, with %f sec/epochs"
-          % ((eidx + 1), (end_time - start_time) / (1.0 * (eidx + 1))), file=out)
-    print("Training took %.1fs" % (end_time - start_time), file=sys.stderr)
+          % (epochs, trainer.elapsed / max(epochs, 1)), file=out)
+    print("Training took %.1fs" % trainer.elapsed, file=sys.stderr)
     return dict(status="ok" if status in ("ok", "early_stop") else status,
-                train_err=errs["train"], valid_err=errs["valid"],
-                test_err=errs["test"], epochs=eidx + 1, updates=uidx,
-                seconds=end_time - start_time, history_errs=history_errs)
+                train_err=errs["train"], valid_err=errs["valid"], test_err=errs["test"],
+                epochs=epochs, updates=trainer.uidx, seconds=trainer.elapsed,
+                history_errs=trainer.history_errs, init_sha256=init_sha256)
+
+
+def params_digest(params):
+    """SHA-256 of the parameters' names, shapes and bytes."""
+    h = hashlib.sha256()
+    for name, value in params.items():
+        h.update(("%s%s%s" % (name, value.shape, value.dtype)).encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -829,6 +1066,10 @@ def build_parser():
            "beside it ('' saves nothing)")
     a("--reload-model", default=d.reload_model, metavar="PATH",
       help="start from the parameters saved in this .npz model")
+    a("--resume", default=None, metavar="CHECKPOINT",
+      help="continue a run exactly from its checkpoint (<model>.ckpt.npz, written every "
+           "--save-freq updates and on Ctrl-C); the checkpoint's options are used and "
+           "the other options are ignored")
     a("--dataset", default=d.dataset, metavar="PATH",
       help="preprocessed corpus (imdb.pkl); built from --source if missing")
     a("--source", default=None, metavar="PATH",
@@ -847,18 +1088,19 @@ def main(argv=None):
     values = vars(args)
     debug = values.pop("debug")
     source = values.pop("source")
+    resume = values.pop("resume")
     try:
         options = Config.from_dict(values).validate()
     except ValueError as exc:
         build_parser().error(str(exc))
     try:
-        result = train_lstm(options, source=source)
+        result = train_lstm(options, source=source, resume=resume)
     except DataError as exc:
         if debug:
             raise
         print("lstm.py: error: %s" % str(exc).splitlines()[0], file=sys.stderr)
         return 2
-    return 0 if result["status"] == "ok" else 1
+    return {"ok": 0, "interrupted": 130}.get(result["status"], 1)
 
 
 if __name__ == "__main__":

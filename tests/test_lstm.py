@@ -330,3 +330,37 @@ def test_cli_missing_source_is_one_line_error(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2
     assert "nowhere.tar.gz" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_stops_and_keeps_the_best_model(tmp_path, corpus_path):
+    """SIGINT during training: the run ends cleanly with its best model saved."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    saveto = tmp_path / "model.npz"
+    log = tmp_path / "model.log.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(lstm.__file__), "lstm.py"),
+         "--dataset", corpus_path, "--max-epochs", "100000", "--valid-freq", "5",
+         "--dim-proj", "8", "--n-words", "60", "--test-size", "0",
+         "--saveto", str(saveto)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if log.exists() and len(log.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Training interupted" in out
+    assert "Traceback" not in err
+    with np.load(saveto, allow_pickle=False) as saved:
+        assert len(saved["history_errs"]) >= 3
+        assert 0.0 <= float(saved["test_err"]) <= 1.0

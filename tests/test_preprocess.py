@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import imdb_preprocess as prep  # noqa: E402
 from imdb import DataError  # noqa: E402
 
-REAL_ARCHIVE = "/work/shared/data/aclImdb_v1_labeled.tar.gz"
+from conftest import REAL_ARCHIVE  # noqa: E402  (../shared/data beside the checkout)
 
 # Reviews of the tiny aclImdb-layout corpus: (split, label, file, text).
 REVIEWS = [
