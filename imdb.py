@@ -27,6 +27,7 @@ import gzip
 import itertools
 import os
 import pickle
+import secrets
 import struct
 import zlib
 
@@ -42,6 +43,7 @@ __all__ = [
     "dict_path_for",
     "load_data",
     "ensure_dataset",
+    "atomic_write",
 ]
 
 #: Name of the Stanford archive looked for next to the dataset.
@@ -109,6 +111,36 @@ def _type_name(obj):
 
 def _plural(count, word):
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def atomic_write(path, write):
+    """Call ``write(stream)`` on a new temporary file, then rename it to ``path``.
+
+    The temporary file is created exclusively in the same folder, flushed
+    and fsynced before the rename, so ``path`` always holds either its old
+    content or the complete new file: a crash, a kill or an error during the
+    write leaves it untouched (and the temporary file is removed, except
+    after a kill). An ``OSError`` (full disk, no permission, a folder in the
+    way) becomes a one-line :class:`DataError`; other exceptions from
+    ``write`` propagate unchanged.
+    """
+    path = os.fspath(path)
+    folder, base = os.path.split(os.path.abspath(path))
+    temp = os.path.join(folder, ".%s.%d.%s.tmp" % (base, os.getpid(), secrets.token_hex(4)))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        raise DataError("%s: cannot write (%s); the previous file, if any, is kept"
+                        % (path, exc.strerror or exc)) from None
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
 
 
 # ---------------------------------------------------------------------------

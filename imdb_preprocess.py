@@ -52,7 +52,6 @@ import multiprocessing
 import os
 import pickle
 import re
-import secrets
 import sys
 import tarfile
 import urllib.error
@@ -62,7 +61,7 @@ import zlib
 import numpy
 from tqdm import tqdm
 
-from imdb import DataError
+from imdb import DataError, atomic_write
 
 STANFORD_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 """Where the Large Movie Review Dataset v1.0 is published."""
@@ -1052,35 +1051,6 @@ def read_csv_corpus(path, text_column="text", label_column="label",
 # Writing
 # ---------------------------------------------------------------------------
 
-def _atomic_write(path, write):
-    """Write a file so that it appears complete or not at all.
-
-    The data go to a temporary file in the same folder, which is
-    flushed, synced and renamed over ``path``.
-
-    Parameters
-    ----------
-    path : str
-        Final file name.
-    write : callable
-        Called with the binary stream to write to.
-    """
-    folder, base = os.path.split(os.path.abspath(path))
-    temp = os.path.join(folder, ".%s.%d.%s.tmp"
-                        % (base, os.getpid(), secrets.token_hex(4)))
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-
-
 def _write_pickles(stream, parts):
     """Pickle objects one after another into a stream.
 
@@ -1177,15 +1147,15 @@ def write_corpus(corpus, out_dir, name="imdb", workers=None, progress=True,
     pkl_path = os.path.join(out_dir, name + ".pkl")
     dict_path = os.path.join(out_dir, name + ".dict.pkl.gz")
     labels_path = os.path.join(out_dir, name + ".labels.json")
-    _atomic_write(pkl_path, lambda stream: _write_pickles(
+    atomic_write(pkl_path, lambda stream: _write_pickles(
         stream, [(x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])]))
-    _atomic_write(dict_path,
+    atomic_write(dict_path,
                   lambda stream: _write_gzip_pickle(stream, dictionary))
     written = [pkl_path, dict_path]
     if _needs_labels_file(corpus.labels):
         content = (json.dumps(corpus.labels, indent=2, ensure_ascii=False)
                    + "\n").encode("utf-8")
-        _atomic_write(labels_path, lambda stream: stream.write(content))
+        atomic_write(labels_path, lambda stream: stream.write(content))
         written.append(labels_path)
     elif os.path.exists(labels_path):
         os.remove(labels_path)  # stale: from an earlier corpus of this name

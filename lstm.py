@@ -53,7 +53,7 @@ import pytensor.tensor.random as ptr  # noqa: E402
 from pytensor import config  # noqa: E402
 
 import imdb  # noqa: E402
-from imdb import DataError  # noqa: E402
+from imdb import DataError, atomic_write  # noqa: E402,F401 (atomic_write: part of the API)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATASET = os.path.join("data", "imdb.pkl")
@@ -566,31 +566,6 @@ def evaluate(f_pred_prob, splits, batch_size):
 # ---------------------------------------------------------------------------
 # Saving: atomic writes, npz without pickles, options as JSON.
 # ---------------------------------------------------------------------------
-def atomic_write(path, write):
-    """Call ``write(fileobj)`` on a temporary file, then rename it to ``path``.
-
-    The temporary file is in the same folder, flushed and fsynced before the
-    rename, so ``path`` always holds either the old or the new complete file.
-    A failure (full disk, no permission) raises :class:`imdb.DataError` and
-    leaves ``path`` as it was.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, ".%s.tmp%d" % (os.path.basename(path), os.getpid()))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DataError("%s: cannot write (%s); the previous file, if any, is kept"
-                        % (path, exc.strerror or exc)) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def savez(fileobj, arrays):
     """``numpy.savez`` with fixed zip timestamps: same arrays, same bytes."""
     with zipfile.ZipFile(fileobj, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
@@ -639,10 +614,14 @@ def load_options(path):
 def load_splits(options, rngs, source=None, out=None):
     """Train, valid and test splits as the tutorial loads them.
 
-    A missing ``options.dataset`` is built first (see :func:`imdb.ensure_dataset`),
-    from ``source`` if given.
+    A missing ``imdb.pkl`` is built first (see :func:`imdb.ensure_dataset`),
+    from ``source`` if given; another missing dataset is an error.
     """
-    path = imdb.ensure_dataset(options.dataset, source=source)
+    path = options.dataset
+    if os.path.basename(path) == "imdb.pkl":  # the tutorial's corpus: build it if missing
+        imdb.ensure_dataset(path, source=source)
+    elif not os.path.exists(path):
+        raise DataError("%s: no such dataset file (make one with imdb_preprocess.py)" % path)
     print("Loading data", file=out or sys.stdout)
     train, valid, test = imdb.load_data(
         path=path, n_words=options.n_words, valid_portion=options.valid_portion,
@@ -917,7 +896,7 @@ def read_checkpoint(path):
         state = json.loads(str(arrays["state_json"]))
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise ValueError("unknown checkpoint version")
-        options = Config.from_dict(state["options"])
+        options = Config.from_dict(state["options"]).validate()
     except FileNotFoundError:
         raise DataError("%s: no such checkpoint" % path) from None
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile,

@@ -364,3 +364,33 @@ def test_ctrl_c_stops_and_keeps_the_best_model(tmp_path, corpus_path):
     with np.load(saveto, allow_pickle=False) as saved:
         assert len(saved["history_errs"]) >= 3
         assert 0.0 <= float(saved["test_err"]) <= 1.0
+
+
+def test_missing_custom_dataset_is_an_error_not_a_download(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("IMDB_SOURCE", raising=False)
+    missing = tmp_path / "mine.pkl"
+    assert lstm.main(["--dataset", str(missing), "--saveto", ""]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "imdb_preprocess.py" in err
+    assert not (tmp_path / "aclImdb_v1.tar.gz").exists()
+
+
+def test_lstm_builds_a_missing_imdb_pkl_from_a_raw_folder(tmp_path, capsys):
+    """imdb_preprocess output feeds lstm.py: a raw aclImdb-style folder, end to end."""
+    rng = np.random.default_rng(0)
+    good, bad = ["great", "superb", "loved"], ["awful", "boring", "hated"]
+    for split, n in (("train", 60), ("test", 20)):
+        for label, words in (("pos", good), ("neg", bad)):
+            folder = tmp_path / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                text = " ".join(rng.choice(words + ["the", "film", "was"], size=8))
+                (folder / ("%d_5.txt" % i)).write_text(text + ".")
+    code = lstm.main(["--dataset", str(tmp_path / "data" / "imdb.pkl"),
+                      "--source", str(tmp_path / "aclImdb"), "--saveto", str(tmp_path / "m.npz"),
+                      "--dim-proj", "8", "--max-epochs", "3", "--valid-freq", "-1",
+                      "--test-size", "0", "--valid-portion", "0.1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "building it from" in out and "The code run for 3 epochs" in out
+    assert (tmp_path / "data" / "imdb.dict.pkl.gz").exists()

@@ -319,7 +319,7 @@ def test_failed_write_keeps_old_file(tmp_path):
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):
-        prep._atomic_write(str(path), boom)
+        prep.atomic_write(str(path), boom)
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.bin"]
 
