@@ -721,6 +721,7 @@ class Trainer:
         self.n_samples = 0  # examples seen this epoch
         self.history_errs = []
         self.best_p = None
+        self.best_update = 0  # the update at which best_p was taken
         self.bad_counter = 0
         self.elapsed = 0.0  # training seconds before this process
         self.log_lines = 0
@@ -798,6 +799,7 @@ class Trainer:
         is_best = self.best_p is None or errs["valid"] <= valid_errs.min()
         if is_best:
             self.best_p = unzip(self.model["tparams"])
+            self.best_update = self.uidx
             self.bad_counter = 0
         print("Train ", errs["train"], "Valid ", errs["valid"], "Test ", errs["test"],
               file=self.out)
@@ -827,6 +829,7 @@ class Trainer:
         state = dict(version=CHECKPOINT_VERSION, options=dataclasses.asdict(self.options),
                      eidx=self.eidx, uidx=self.uidx, pos=self.pos,
                      n_samples=self.n_samples, bad_counter=self.bad_counter,
+                     best_update=self.best_update,
                      elapsed=time.time() - self.start_time, log_lines=self.log_lines,
                      has_best=self.best_p is not None,
                      shuffle_rng=self.shuffle_rng.bit_generator.state,
@@ -865,7 +868,7 @@ class Trainer:
             order = arrays["order"]
             self.order = order.astype("int64") if order.size else None
             for key in ("eidx", "uidx", "pos", "n_samples", "bad_counter", "elapsed",
-                        "log_lines"):
+                        "log_lines", "best_update"):
                 setattr(self, key, state[key])
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError("%s: not a usable checkpoint (%s)" % (path, exc)) from None
@@ -928,8 +931,9 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
     dict
         ``train_err``, ``valid_err``, ``test_err`` of the best model,
         ``epochs``, ``updates``, ``seconds``, ``history_errs``, ``status``
-        (``"ok"``, ``"interrupted"`` or ``"bad_cost"``) and ``init_sha256``
-        (a digest of the initial parameters).
+        (``"ok"``, ``"interrupted"`` or ``"bad_cost"``), ``best_update`` (when
+        the best model was taken; 0: before any validation), ``n_train`` and
+        ``init_sha256`` (a digest of the parameters training started from).
     """
     out = out or sys.stdout
     if resume:
@@ -943,9 +947,9 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
 
     print("Building model", file=out)
     params = init_params(options, rngs["init"])
-    init_sha256 = params_digest(params)
     if options.reload_model and not resume:
         load_params(options.reload_model, params)
+    init_sha256 = params_digest(params)
     model = compile_model(options, params, rngs["dropout"])
     trainer = Trainer(options, data, rngs, model, out, callback)
     if resume:
@@ -963,7 +967,7 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
         return dict(status=status, train_err=1.0, valid_err=1.0, test_err=1.0,
                     epochs=trainer.eidx + 1, updates=trainer.uidx,
                     seconds=trainer.elapsed, history_errs=trainer.history_errs,
-                    init_sha256=init_sha256)
+                    best_update=0, n_train=len(data[0][0]), init_sha256=init_sha256)
     if options.saveto and status == "interrupted":
         save_model(options.saveto, trainer.best_params(), trainer.history_errs, options)
         trainer.save_checkpoint(checkpoint_path(options.saveto))
@@ -984,7 +988,8 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
     return dict(status="ok" if status in ("ok", "early_stop") else status,
                 train_err=errs["train"], valid_err=errs["valid"], test_err=errs["test"],
                 epochs=epochs, updates=trainer.uidx, seconds=trainer.elapsed,
-                history_errs=trainer.history_errs, init_sha256=init_sha256)
+                history_errs=trainer.history_errs, best_update=trainer.best_update,
+                n_train=len(data[0][0]), init_sha256=init_sha256)
 
 
 def params_digest(params):
@@ -999,15 +1004,20 @@ def params_digest(params):
 # ---------------------------------------------------------------------------
 # Command line.
 # ---------------------------------------------------------------------------
-def build_parser():
+def add_training_args(parser, exclude=(), title="training options"):
+    """Add a flag for each training option (a :class:`Config` field) to ``parser``.
+
+    ``exclude`` names Config fields (``"optimizer"``, ``"seed"``, ...) to leave
+    out, for a script that sets them itself. Returns the argument group.
+    """
     d = Config()
-    p = argparse.ArgumentParser(
-        description="Train the deeplearning.net tutorial's LSTM sentiment "
-                    "classifier on IMDB (or a corpus made by imdb_preprocess.py). "
-                    "With no option it runs the tutorial: train_lstm(max_epochs=100, "
-                    "test_size=500).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = p.add_argument
+    group = parser.add_argument_group(title)
+
+    def a(flag, **kw):
+        dest = kw.get("dest", flag[2:].replace("-", "_"))
+        if dest not in exclude:
+            group.add_argument(flag, **kw)
+
     a("--dim-proj", type=int, default=d.dim_proj,
       help="word embedding size and number of LSTM hidden units")
     a("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
@@ -1045,10 +1055,6 @@ def build_parser():
            "beside it ('' saves nothing)")
     a("--reload-model", default=d.reload_model, metavar="PATH",
       help="start from the parameters saved in this .npz model")
-    a("--resume", default=None, metavar="CHECKPOINT",
-      help="continue a run exactly from its checkpoint (<model>.ckpt.npz, written every "
-           "--save-freq updates and on Ctrl-C); the checkpoint's options are used and "
-           "the other options are ignored")
     a("--dataset", default=d.dataset, metavar="PATH",
       help="preprocessed corpus (imdb.pkl); built from --source if missing")
     a("--source", default=None, metavar="PATH",
@@ -1058,6 +1064,23 @@ def build_parser():
       help="seed of every random stream (init, split, test subset, shuffle, dropout)")
     a("--mode", default=d.mode,
       help="PyTensor compile mode: CVM (C backend, default), NUMBA, FAST_COMPILE, ...")
+    return group
+
+
+def build_parser():
+    """The command line of ``lstm.py``."""
+    p = argparse.ArgumentParser(
+        description="Train the deeplearning.net tutorial's LSTM sentiment "
+                    "classifier on IMDB (or a corpus made by imdb_preprocess.py). "
+                    "With no option it runs the tutorial: train_lstm(max_epochs=100, "
+                    "test_size=500).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_training_args(p)
+    a = p.add_argument
+    a("--resume", default=None, metavar="CHECKPOINT",
+      help="continue a run exactly from its checkpoint (<model>.ckpt.npz, written every "
+           "--save-freq updates and on Ctrl-C); the checkpoint's options are used and "
+           "the other options are ignored")
     a("--debug", action="store_true", help="show tracebacks on errors")
     return p
 
