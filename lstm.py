@@ -132,9 +132,14 @@ class Config:
         return self
 
 
+def _model_base(saveto):
+    """``lstm_model.npz`` -> ``lstm_model``: the stem of the files beside a model."""
+    return saveto[:-4] if saveto.endswith(".npz") else saveto
+
+
 def model_paths(saveto):
     """The files written beside a model: ``(options_json, log_jsonl)``."""
-    base = saveto[:-4] if saveto.endswith(".npz") else saveto
+    base = _model_base(saveto)
     return base + ".json", base + ".log.jsonl"
 
 
@@ -887,8 +892,7 @@ def _checked(path, arrays, key, like):
 
 def checkpoint_path(saveto):
     """The checkpoint written beside the model ``saveto``."""
-    base = saveto[:-4] if saveto.endswith(".npz") else saveto
-    return base + ".ckpt.npz"
+    return _model_base(saveto) + ".ckpt.npz"
 
 
 def read_checkpoint(path):
