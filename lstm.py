@@ -52,12 +52,14 @@ import pytensor.tensor as pt  # noqa: E402
 import pytensor.tensor.random as ptr  # noqa: E402
 from pytensor import config  # noqa: E402
 
+import fused_lstm  # noqa: E402
 import imdb  # noqa: E402
 from imdb import DataError, atomic_write  # noqa: E402,F401 (atomic_write: part of the API)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATASET = os.path.join("data", "imdb.pkl")
 OPTIMIZERS = ("adadelta", "rmsprop", "sgd")
+LSTM_IMPLS = ("fused", "scan")
 
 
 # ---------------------------------------------------------------------------
@@ -95,6 +97,7 @@ class Config:
     sort_by_len: bool = True  # sort each split by length (less padding)
     seed: int = 123  # the tutorial's SEED; every random stream derives from it
     mode: str = "CVM"  # PyTensor compile mode (see README, "Compile mode")
+    lstm_impl: str = "fused"  # "fused" (fused_lstm.py's Ops) or "scan" (the reference)
     ydim: int = 0  # number of classes; set from the data (max label + 1)
 
     @classmethod
@@ -120,6 +123,9 @@ class Config:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError("optimizer must be one of %s, not %r"
                              % (", ".join(OPTIMIZERS), self.optimizer))
+        if self.lstm_impl not in LSTM_IMPLS:
+            raise ValueError("lstm_impl must be one of %s, not %r"
+                             % (", ".join(LSTM_IMPLS), self.lstm_impl))
         for name in ("dim_proj", "batch_size", "valid_batch_size", "dispFreq"):
             if getattr(self, name) < 1:
                 raise ValueError("%s must be at least 1" % name)
@@ -273,8 +279,12 @@ def unzip(zipped):
 # ---------------------------------------------------------------------------
 # The model.
 # ---------------------------------------------------------------------------
-def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm"):
+def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan"):
     """The masked LSTM over a minibatch; returns all hidden states.
+
+    ``impl="scan"`` is the tutorial's formulation, the reference;
+    ``impl="fused"`` computes the same function with the fused Ops of
+    :mod:`fused_lstm` (one pass over the sequence forward, one backward).
 
     Parameters
     ----------
@@ -312,6 +322,8 @@ def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm"):
     # The input projection of all steps at once: z = x W + b (+ h U per step).
     state_below = (pt.dot(state_below, tparams[_p(prefix, "W")])
                    + tparams[_p(prefix, "b")])
+    if impl == "fused":
+        return fused_lstm.lstm(state_below, mask, U)
     zeros = pt.zeros((n_samples, dim_proj), dtype=config.floatX)
     h, c = pytensor.scan(_step,
                          sequences=[mask, state_below],
@@ -354,7 +366,8 @@ def build_model(tparams, options, dropout_rng=None):
 
     emb = tparams["Wemb"][x.flatten()].reshape(
         [n_timesteps, n_samples, options.dim_proj])
-    proj = mean_pool(lstm_layer(tparams, emb, mask, options.dim_proj), mask)
+    proj = mean_pool(lstm_layer(tparams, emb, mask, options.dim_proj,
+                                impl=options.lstm_impl), mask)
 
     def classify(p):
         return pt.special.softmax(pt.dot(p, tparams["U"]) + tparams["b"], axis=-1)
@@ -1068,6 +1081,9 @@ def add_training_args(parser, exclude=(), title="training options"):
       help="seed of every random stream (init, split, test subset, shuffle, dropout)")
     a("--mode", default=d.mode,
       help="PyTensor compile mode: CVM (C backend, default), NUMBA, FAST_COMPILE, ...")
+    a("--lstm-impl", dest="lstm_impl", default=d.lstm_impl, choices=LSTM_IMPLS,
+      help="the LSTM recurrence: fused (fused_lstm.py's Ops, fast) or scan (the "
+           "tutorial's formulation, the reference); the same function")
     return group
 
 

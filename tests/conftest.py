@@ -10,6 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import lstm  # noqa: E402,F401  (first: sets the project's PyTensor flags, e.g. mode=CVM)
+
 REAL_ARCHIVE = os.environ.get("IMDB_SOURCE") or os.path.join(
     ROOT, "..", "shared", "data", "aclImdb_v1_labeled.tar.gz")
 

@@ -1,0 +1,258 @@
+"""The project's training update and prediction against PyTorch, side by side.
+
+For each shape (``--shapes``, default the tutorial's T=100, B=16 and full
+reviews' T=400, B=64) one process builds the tutorial's model (dim 128,
+n_words 10,000, float32, no dropout so that both compute the same cost) with
+each of the project's LSTM implementations (``--impls``: the fused Ops and the
+tutorial's scan) and the same model in PyTorch (``nn.Embedding`` +
+``nn.LSTM`` on the padded batch + mean pool + ``nn.Linear``, the same initial
+weights, ``torch.optim.Adadelta(lr=1, rho=0.95, eps=1e-6)``: the tutorial's
+AdaDelta). It checks that every implementation computes the same cost on the
+same batch, and the same parameters after one update, then times, in rounds
+that alternate between them, ``--repeats`` training updates (forward,
+backward, AdaDelta step) and predictions, and prints medians and ratios.
+
+The FLOP bound is the time the update's six large matrix products
+(48 T B dim^2 FLOP) take at the float32 GEMM rate measured here in the same
+run (NumPy, a 2048^3 product).
+
+    pip install -r benchmarks/requirements.txt      # PyTorch 2.13 CPU, benchmark only
+    python benchmarks/bench_lstm.py
+    python benchmarks/bench_lstm.py --shapes 100x16 --impls fused --json out.json
+
+Run it on a quiet machine: a second busy process on 2 cores makes timings
+meaningless. Ratios above 1 mean the project is faster than PyTorch.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import lstm  # noqa: E402  (first: sets the project's PyTensor flags)
+import numpy as np  # noqa: E402
+
+DIM, N_WORDS, YDIM = 128, 10000, 2
+
+
+def parse_shape(text):
+    try:
+        T, B = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("shape must be TxB, e.g. 100x16, not %r" % text)
+    if T < 1 or B < 1:
+        raise argparse.ArgumentTypeError("T and B must be positive")
+    return T, B
+
+
+def make_batch(T, B, seed=1):
+    """Random words, every review T tokens long (mask of ones), random labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(2, N_WORDS, size=(T, B)).astype("int64")
+    mask = np.ones((T, B), dtype="float32")
+    y = rng.integers(0, YDIM, size=B).astype("int64")
+    return x, mask, y
+
+
+class Project:
+    """lstm.py's compiled functions for one LSTM implementation."""
+
+    def __init__(self, impl, params):
+        self.name = "project-" + impl
+        options = lstm.Config(dim_proj=DIM, n_words=N_WORDS, ydim=YDIM, use_dropout=False,
+                              lstm_impl=impl)
+        start = time.perf_counter()
+        self.model = lstm.compile_model(options, {k: v.copy() for k, v in params.items()})
+        self.compile_s = time.perf_counter() - start
+        self.lr = np.float32(0.0)
+
+    def update(self, x, mask, y):
+        cost = self.model["f_grad_shared"](x, mask, y)
+        self.model["f_update"](self.lr)
+        return float(cost)
+
+    def predict(self, x, mask):
+        return self.model["f_pred_prob"](x, mask)
+
+    def params(self):
+        return lstm.unzip(self.model["tparams"])
+
+
+class Torch:
+    """The same model in PyTorch, from the same initial parameters."""
+
+    def __init__(self, params):
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        self.name = "pytorch"
+
+        def gates(w):  # the tutorial's gate order i, f, o, c~ -> PyTorch's i, f, g, o
+            i, f, o, c = np.split(w, 4, axis=-1)
+            return np.concatenate([i, f, c, o], axis=-1)
+
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        self.emb = nn.Embedding(N_WORDS, DIM)
+        self.rnn = nn.LSTM(DIM, DIM)
+        self.out = nn.Linear(DIM, YDIM)
+        with torch.no_grad():
+            self.emb.weight.copy_(t(params["Wemb"]))
+            self.rnn.weight_ih_l0.copy_(t(gates(params["lstm_W"]).T))
+            self.rnn.weight_hh_l0.copy_(t(gates(params["lstm_U"]).T))
+            self.rnn.bias_ih_l0.copy_(t(gates(params["lstm_b"])))
+            self.rnn.bias_hh_l0.zero_()
+            self.out.weight.copy_(t(params["U"].T))
+            self.out.bias.copy_(t(params["b"]))
+        self.modules = [self.emb, self.rnn, self.out]
+        self.opt = torch.optim.Adadelta([p for m in self.modules for p in m.parameters()],
+                                        lr=1.0, rho=0.95, eps=1e-6)
+        self.compile_s = 0.0
+
+    def _probs(self, x, mask):
+        h, _ = self.rnn(self.emb(x))  # x: (T, B) -> h: (T, B, dim)
+        proj = (h * mask[:, :, None]).sum(0) / mask.sum(0)[:, None]
+        return self.torch.softmax(self.out(proj), dim=-1)
+
+    def update(self, x, mask, y):
+        torch = self.torch
+        x, mask, y = torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(y)
+        self.opt.zero_grad(set_to_none=True)
+        probs = self._probs(x, mask)
+        cost = -torch.log(probs[torch.arange(len(y)), y] + 1e-8).mean()
+        cost.backward()
+        self.opt.step()
+        return float(cost)
+
+    def predict(self, x, mask):
+        with self.torch.no_grad():
+            return self._probs(self.torch.from_numpy(x), self.torch.from_numpy(mask)).numpy()
+
+    def params(self):
+        def back(w):  # PyTorch's i, f, g, o -> i, f, o, c~
+            i, f, g, o = np.split(w, 4, axis=-1)
+            return np.concatenate([i, f, o, g], axis=-1)
+        r = self.rnn
+        return {"Wemb": self.emb.weight.detach().numpy(),
+                "lstm_W": back(r.weight_ih_l0.detach().numpy().T),
+                "lstm_U": back(r.weight_hh_l0.detach().numpy().T),
+                "lstm_b": back((r.bias_ih_l0 + r.bias_hh_l0).detach().numpy()),
+                "U": self.out.weight.detach().numpy().T, "b": self.out.bias.detach().numpy()}
+
+
+def gemm_gflops(n=2048, repeats=5):
+    """float32 GEMM rate of this machine (NumPy's BLAS, all its threads), GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype="float32")
+    b = rng.standard_normal((n, n), dtype="float32")
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def check_agreement(runners, T, B):
+    """Same cost on the same batch, same parameters after one update, same prediction."""
+    x, mask, y = make_batch(T, B, seed=2)
+    ref = runners[0]
+    probs = [r.predict(x, mask) for r in runners]
+    costs = [r.update(x, mask, y) for r in runners]
+    after = [r.params() for r in runners]
+    report = []
+    for r, p, c, a in zip(runners, probs, costs, after):
+        d_prob = float(np.abs(p - probs[0]).max())
+        d_param = max(float(np.abs(a[k] - after[0][k]).max()) for k in a)
+        report.append(dict(name=r.name, cost=c, max_prob_diff=d_prob, max_param_diff=d_param))
+        ok = abs(c - costs[0]) <= 1e-5 * max(1.0, abs(costs[0])) and d_prob < 1e-5 and d_param < 1e-4
+        print("  %-16s cost %.7f  vs %s: prediction %.1e, parameters after one update %.1e  %s"
+              % (r.name, c, ref.name, d_prob, d_param, "ok" if ok else "DIFFERENT"))
+        if not ok:
+            raise SystemExit("bench_lstm.py: %s does not compute what %s computes" % (r.name, ref.name))
+    return report
+
+
+def measure(runners, T, B, repeats, rounds):
+    """Median ms per update and per prediction, alternating between runners by round."""
+    x, mask, y = make_batch(T, B)
+    for r in runners:  # warm-up
+        r.update(x, mask, y)
+        r.predict(x, mask)
+    times = {r.name: {"update": [], "predict": []} for r in runners}
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
+        for r in runners:
+            for _ in range(per_round):
+                times[r.name]["update"].append(_timed(lambda: r.update(x, mask, y)))
+            for _ in range(per_round):
+                times[r.name]["predict"].append(_timed(lambda: r.predict(x, mask)))
+    return {name: {k: 1000 * float(np.median(v)) for k, v in t.items()}
+            for name, t in times.items()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--shapes", nargs="+", type=parse_shape, default=[(100, 16), (400, 64)],
+                   metavar="TxB", help="batch shapes: time steps x reviews")
+    p.add_argument("--impls", nargs="+", choices=lstm.LSTM_IMPLS, default=list(lstm.LSTM_IMPLS),
+                   help="the project's LSTM implementations to time")
+    p.add_argument("--repeats", type=int, default=24, help="timed calls per measure")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="alternate between implementations this many times")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        p.error("PyTorch is not installed: pip install -r benchmarks/requirements.txt")
+
+    gflops = gemm_gflops()
+    print("PyTensor %s (mode %s), PyTorch %s with %d threads, NumPy GEMM %.0f GFLOP/s"
+          % (lstm.pytensor.__version__, lstm.Config().mode, torch.__version__,
+             torch.get_num_threads(), gflops))
+    shapes, bounds = [], {}
+    for T, B in args.shapes:
+        print("\nT=%d, B=%d" % (T, B))
+        params = lstm.init_params(lstm.Config(dim_proj=DIM, n_words=N_WORDS, ydim=YDIM),
+                                  np.random.default_rng(0))
+        runners = [Project(impl, params) for impl in args.impls] + [Torch(params)]
+        check_agreement(runners, T, B)
+        ms = measure(runners, T, B, args.repeats, args.rounds)
+        bound = 48 * T * B * DIM ** 2 / (gflops * 1e9) * 1000
+        bounds["%dx%d" % (T, B)] = bound
+        torch_ms = ms["pytorch"]
+        print("  %-16s %10s %10s %14s %14s %10s" % ("", "update ms", "predict ms",
+                                                   "update ratio", "predict ratio", "vs bound"))
+        for r in runners:
+            m = ms[r.name]
+            print("  %-16s %10.2f %10.2f %13.2fx %13.2fx %9.2fx"
+                  % (r.name, m["update"], m["predict"], torch_ms["update"] / m["update"],
+                     torch_ms["predict"] / m["predict"], m["update"] / bound))
+        print("  (ratio: PyTorch's time / this one's, > 1 = faster than PyTorch; "
+              "vs bound: update time / FLOP bound %.2f ms)" % bound)
+        main_impl = "project-" + args.impls[0]
+        shapes.append(dict(T=T, B=B, impl=args.impls[0],
+                           project_ms=ms[main_impl]["update"], pytorch_ms=torch_ms["update"],
+                           ratio=torch_ms["update"] / ms[main_impl]["update"],
+                           project_predict_ms=ms[main_impl]["predict"],
+                           pytorch_predict_ms=torch_ms["predict"],
+                           predict_ratio=torch_ms["predict"] / ms[main_impl]["predict"],
+                           flop_bound_ms=bound,
+                           all_ms=ms))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(shapes=shapes, flop_bound_ms=bounds, gemm_gflops=gflops,
+                           torch_threads=torch.get_num_threads()), f, indent=2)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""The tutorial's LSTM recurrence as two fused PyTensor Ops (forward, backward).
+
+``lstm.lstm_layer`` writes the recurrence as a ``scan`` over time steps, the
+tutorial's formulation and this project's reference. ``scan`` pays, at every
+step, for a generic loop, one small op per gate non-linearity, and, in the
+gradient, a recomputation of ``h U + x`` (see the README's "Speed"). Here the
+same function is two Ops, each one pass over the whole sequence in a Numba
+kernel:
+
+- :class:`LSTMForward` ``(xw, mask, U) -> (h, c, gates)``: per step one GEMM
+  ``h_{t-1} U`` and one fused, vectorised loop for the gates and states; it
+  keeps the gate activations for the backward pass.
+- :class:`LSTMBackward` ``(mask, U, h, c, gates, dh, dc) -> (dxw, dU)``: per
+  step one GEMM ``dz_t U^T``; ``dU`` is one large GEMM over all steps after
+  the loop.
+
+The gate non-linearities use a rational approximation of ``tanh`` (the one
+Eigen uses for float32; ``sigmoid(x) = (1 + tanh(x / 2)) / 2``), at most
+3.3e-7 from the exact value, which the compiler vectorises; float64 inputs use
+the exact ``tanh``. ``tests/test_fused_lstm.py`` checks outputs and gradients
+against the ``scan`` reference and a NumPy implementation.
+
+Axes: ``xw`` is ``(n_timesteps, n_samples, 4 dim)`` (the input projection
+``x W + b``, gates in the tutorial's order i, f, o, c), ``mask`` is
+``(n_timesteps, n_samples)``, ``U`` is ``(dim, 4 dim)``.
+"""
+import ctypes
+import ctypes.util
+import glob
+import os
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+import pytensor.tensor as pt
+from numba.extending import overload
+from pytensor.gradient import DisconnectedType, grad_not_implemented, grad_undefined
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+
+# Fast-math flags that keep NaN and infinity semantics (no "nnan"/"ninf"):
+# a NaN in the parameters still reaches the cost, so training still stops on
+# "bad cost detected".
+_FASTMATH = {"contract", "arcp", "afn", "reassoc", "nsz"}
+# error_model="numpy": a division never raises, which lets the loops vectorise.
+_jit = dict(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+
+
+@numba.njit(**_jit)
+def _tanh32(x):
+    """tanh(x) as a [13/6] rational function, exact to 3.3e-7 (float32)."""
+    # Clamp to [-9, 9] with comparisons, which let NaN through.
+    x = np.float32(-9.0) if x < np.float32(-9.0) else x
+    x = np.float32(9.0) if x > np.float32(9.0) else x
+    x2 = x * x
+    p = np.float32(-2.76076847742355e-16)
+    p = p * x2 + np.float32(2.00018790482477e-13)
+    p = p * x2 + np.float32(-8.60467152213735e-11)
+    p = p * x2 + np.float32(5.12229709037114e-08)
+    p = p * x2 + np.float32(1.48572235717979e-05)
+    p = p * x2 + np.float32(6.37261928875436e-04)
+    p = p * x2 + np.float32(4.89352455891786e-03)
+    q = np.float32(1.19825839466702e-06)
+    q = q * x2 + np.float32(1.18534705686654e-04)
+    q = q * x2 + np.float32(2.26843463243900e-03)
+    q = q * x2 + np.float32(4.89352518554385e-03)
+    return x * p / q
+
+
+def _tanh(x):
+    """tanh in the kernels: the rational one for float32, the exact one otherwise."""
+    return np.tanh(x)
+
+
+@overload(_tanh, jit_options=_jit)
+def _tanh_impl(x):
+    if x == numba.types.float32:
+        return lambda x: _tanh32(x)
+    return lambda x: np.tanh(x)
+
+
+# ---------------------------------------------------------------------------
+# GEMM from inside the kernels: CBLAS from the OpenBLAS that NumPy itself uses
+# (numba's own ``np.dot`` goes through SciPy's BLAS in an orientation that is
+# ~1.7x slower at these shapes), else the system OpenBLAS, else ``np.dot``.
+# ---------------------------------------------------------------------------
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+def _find_cblas():
+    """``{dtype: (address, int_bits)}`` of ``cblas_sgemm``/``cblas_dgemm``, or ``{}``."""
+    numpy_libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    candidates = [(path, ("scipy_cblas_%sgemm64_", "cblas_%sgemm64_"), 64)
+                  for path in sorted(glob.glob(os.path.join(numpy_libs, "*openblas64*.so*")))]
+    system = ctypes.util.find_library("openblas")
+    if system:
+        candidates.append((system, ("cblas_%sgemm",), 32))
+    for path, names, bits in candidates:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in names:
+            if hasattr(lib, name % "s") and hasattr(lib, name % "d"):
+                return {dtype: (ctypes.cast(getattr(lib, name % letter), ctypes.c_void_p).value,
+                                bits)
+                        for dtype, letter in (("float32", "s"), ("float64", "d"))}
+    return {}
+
+
+def _cblas_gemm(dtype, address, bits):
+    """The CBLAS ``?gemm`` at ``address`` as a function Numba can call (and cache)."""
+    symbol = "fused_lstm_cblas_%s_int%d" % (dtype, bits)
+    llvm.add_symbol(symbol, address)
+    real, n = getattr(numba.types, dtype), getattr(numba.types, "int%d" % bits)
+    i32, ptr = numba.types.int32, numba.types.intp
+    return numba.types.ExternalFunction(symbol, numba.types.void(
+        i32, i32, i32, n, n, n, real, ptr, n, ptr, n, real, ptr, n))
+
+
+_CBLAS = {dtype: _cblas_gemm(dtype, *found) for dtype, found in _find_cblas().items()}
+
+
+@numba.njit(**_jit)
+def _gemm_dot(a, b, c, trans_b, beta):
+    """``c = a @ (b.T if trans_b else b) + beta c`` with Numba's ``np.dot``."""
+    if trans_b:
+        c[:] = beta * c + np.dot(a, b.T)
+    else:
+        c[:] = beta * c + np.dot(a, b)
+
+
+def _gemm(a, b, c, trans_b, beta):
+    """``c = a @ (b.T if trans_b else b) + beta c``; all C-contiguous, one dtype."""
+    c[:] = beta * c + np.dot(a, b.T if trans_b else b)
+
+
+@overload(_gemm, jit_options=_jit)
+def _gemm_impl(a, b, c, trans_b, beta):
+    call = _CBLAS.get(str(a.dtype))
+    if call is None:
+        return lambda a, b, c, trans_b, beta: _gemm_dot(a, b, c, trans_b, beta)
+
+    def gemm(a, b, c, trans_b, beta):
+        call(_ROW_MAJOR, _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
+             a.shape[0], c.shape[1], a.shape[1], 1.0, a.ctypes.data, a.shape[1],
+             b.ctypes.data, b.shape[1], beta, c.ctypes.data, c.shape[1])
+    return gemm
+
+
+# ---------------------------------------------------------------------------
+# The two kernels. Constants are made of the arrays' own type (``one``): a
+# Python float would promote float32 arithmetic to float64.
+# ---------------------------------------------------------------------------
+@numba.njit(**_jit)
+def _sigmoid(x, half):
+    return half * _tanh(half * x) + half
+
+
+@numba.njit(**_jit)
+def _forward(xw, mask, U, h, c, gates):
+    # xw: (T, B, 4D); mask: (T, B); U: (D, 4D); h, c: (T, B, D) and
+    # gates: (T, B, 4D) are written (i, f, o, c~ after their non-linearity).
+    n_steps, n_samples, dim4 = xw.shape
+    dim = dim4 // 4
+    one = np.ones(1, dtype=xw.dtype)[0]
+    zero, half = one - one, one / (one + one)
+    zeros = np.zeros((n_samples, dim), dtype=xw.dtype)
+    preact = np.zeros((n_samples, dim4), dtype=xw.dtype)  # h_{t-1} U
+    for t in range(n_steps):
+        h_prev = zeros if t == 0 else h[t - 1]
+        c_prev = zeros if t == 0 else c[t - 1]
+        if t > 0:
+            _gemm(h_prev, U, preact, False, zero)
+        for b in range(n_samples):
+            # Simple loops over contiguous rows, which the compiler vectorises.
+            m = mask[t, b]
+            x_tb, z_b, g_tb = xw[t, b], preact[b], gates[t, b]
+            for k in range(3 * dim):  # i, f, o
+                g_tb[k] = _sigmoid(z_b[k] + x_tb[k], half)
+            for k in range(3 * dim, dim4):  # c~
+                g_tb[k] = _tanh(z_b[k] + x_tb[k])
+            cp, hp, c_tb, h_tb = c_prev[b], h_prev[b], c[t, b], h[t, b]
+            for d in range(dim):
+                c_new = (m * (g_tb[dim + d] * cp[d] + g_tb[d] * g_tb[3 * dim + d])
+                         + (one - m) * cp[d])
+                c_tb[d] = c_new
+                h_tb[d] = m * (g_tb[2 * dim + d] * _tanh(c_new)) + (one - m) * hp[d]
+
+
+@numba.njit(**_jit)
+def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw):
+    # dh_out, dc_out: (T, B, D), the cost's gradient with respect to each
+    # step's h and c; dxw: (T, B, 4D) is written, the gradient of the
+    # pre-activations (= of xw).
+    n_steps, n_samples, dim = h.shape
+    one = np.ones(1, dtype=h.dtype)[0]
+    dh_next = np.zeros((n_samples, dim), dtype=h.dtype)  # from step t + 1
+    dc_next = np.zeros((n_samples, dim), dtype=h.dtype)
+    zeros = np.zeros((n_samples, dim), dtype=h.dtype)
+    for t in range(n_steps - 1, -1, -1):
+        c_prev = zeros if t == 0 else c[t - 1]
+        for b in range(n_samples):
+            # Short loops over few rows each, so that the compiler can prove
+            # them independent and vectorise them.
+            m = mask[t, b]
+            g_tb, dz, cp, c_tb = gates[t, b], dxw[t, b], c_prev[b], c[t, b]
+            dh, dc = dh_next[b], dc_next[b]  # become this step's dh, dc
+            dh += dh_out[t, b]
+            dc += dc_out[t, b]
+            for d in range(dim):  # through h = o tanh(c): the o gate and dc
+                th = _tanh(c_tb[d])
+                o = g_tb[2 * dim + d]
+                dh_raw = m * dh[d]
+                dz[2 * dim + d] = dh_raw * th * o * (one - o)
+                dc[d] += dh_raw * o * (one - th * th)
+            for d in range(dim):  # through c = f c_prev + i c~: i, f, c~
+                i = g_tb[d]
+                f = g_tb[dim + d]
+                g = g_tb[3 * dim + d]
+                dc_raw = m * dc[d]
+                dz[d] = dc_raw * g * i * (one - i)
+                dz[dim + d] = dc_raw * cp[d] * f * (one - f)
+                dz[3 * dim + d] = dc_raw * i * (one - g * g)
+                dc[d] = (one - m) * dc[d] + dc_raw * f  # dc_prev
+            dh *= one - m  # dh_prev, before the U^T term
+        if t > 0:
+            _gemm(dxw[t], U, dh_next, True, one)  # dh_next += dz_t U^T
+
+
+_FLOATS = ("float32", "float64")
+
+
+def _check_dtype(dtype):
+    if str(dtype) not in _FLOATS:
+        raise TypeError("fused LSTM: float32 or float64 only, not %s" % dtype)
+
+
+def _check_float(name, var, dtype, ndim):
+    if var.ndim != ndim:
+        raise TypeError("fused LSTM: %s must have %d dimensions, not %d" % (name, ndim, var.ndim))
+    if var.dtype != dtype:
+        raise TypeError("fused LSTM: %s has dtype %s, expected %s" % (name, var.dtype, dtype))
+
+
+class LSTMForward(Op):
+    """``(xw, mask, U) -> (h, c, gates)``, the whole masked sequence at once.
+
+    ``h`` and ``c``: ``(n_timesteps, n_samples, dim)``, every step's hidden
+    and cell state from zero initial states; ``gates``: ``(n_timesteps,
+    n_samples, 4 dim)``, the activations i, f, o, c~ (kept for the gradient).
+    """
+
+    __props__ = ()
+
+    def make_node(self, xw, mask, U):
+        xw = pt.as_tensor_variable(xw)
+        _check_dtype(xw.dtype)
+        mask = pt.cast(pt.as_tensor_variable(mask), xw.dtype)
+        U = pt.as_tensor_variable(U)
+        _check_float("xw", xw, xw.dtype, 3)
+        _check_float("mask", mask, xw.dtype, 2)
+        _check_float("U", U, xw.dtype, 2)
+        return Apply(self, [xw, mask, U], [xw.type(), xw.type(), xw.type()])
+
+    def perform(self, node, inputs, output_storage):
+        xw, mask, U = (np.ascontiguousarray(a) for a in inputs)
+        n_steps, n_samples, dim4 = xw.shape
+        if dim4 != U.shape[1] or U.shape[1] != 4 * U.shape[0] or mask.shape != xw.shape[:2]:
+            raise ValueError("fused LSTM: shapes xw %s, mask %s, U %s do not fit"
+                             % (xw.shape, mask.shape, U.shape))
+        h = np.empty((n_steps, n_samples, U.shape[0]), dtype=xw.dtype)
+        c = np.empty_like(h)
+        gates = np.empty_like(xw)
+        _forward(xw, mask, U, h, c, gates)
+        for storage, value in zip(output_storage, (h, c, gates)):
+            storage[0] = value
+
+    def infer_shape(self, fgraph, node, shapes):
+        xw_shape, _, u_shape = shapes
+        h_shape = (xw_shape[0], xw_shape[1], u_shape[0])
+        return [h_shape, h_shape, xw_shape]
+
+    def pullback(self, inputs, outputs, output_grads):
+        xw, mask, U = inputs
+        h, c, gates = outputs
+        dh, dc, dgates = output_grads
+        if not isinstance(dgates.type, DisconnectedType):
+            raise NotImplementedError("fused LSTM: the gate activations are not differentiable")
+        dh = pt.zeros_like(h) if isinstance(dh.type, DisconnectedType) else dh
+        dc = pt.zeros_like(c) if isinstance(dc.type, DisconnectedType) else dc
+        dxw, dU = LSTMBackward()(mask, U, h, c, gates, dh, dc)
+        # The mask is data (1 = real token, 0 = padding), not a parameter.
+        return [dxw, grad_undefined(self, 1, mask, "the mask is not differentiable"), dU]
+
+
+class LSTMBackward(Op):
+    """``(mask, U, h, c, gates, dh, dc) -> (dxw, dU)``: the gradient of
+    :class:`LSTMForward` given the cost's gradient ``dh``, ``dc`` with respect
+    to its ``h`` and ``c`` outputs."""
+
+    __props__ = ()
+
+    def make_node(self, mask, U, h, c, gates, dh, dc):
+        inputs = [pt.as_tensor_variable(v) for v in (mask, U, h, c, gates, dh, dc)]
+        dtype = inputs[2].dtype
+        for name, var, ndim in zip(("mask", "U", "h", "c", "gates", "dh", "dc"),
+                                   inputs, (2, 2, 3, 3, 3, 3, 3)):
+            _check_float(name, var, dtype, ndim)
+        return Apply(self, inputs, [inputs[4].type(), inputs[1].type()])
+
+    def perform(self, node, inputs, output_storage):
+        mask, U, h, c, gates, dh, dc = (np.ascontiguousarray(a) for a in inputs)
+        n_steps, n_samples, dim = h.shape
+        dxw = np.empty_like(gates)
+        _backward(mask, U, h, c, gates, dh, dc, dxw)
+        # dU = sum_t h_{t-1}^T dz_t, one GEMM over all steps (h_{-1} = 0).
+        dU = np.dot(h[:-1].reshape(-1, dim).T, dxw[1:].reshape(-1, 4 * dim))
+        output_storage[0][0] = dxw
+        output_storage[1][0] = dU.astype(h.dtype, copy=False)
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[4], shapes[1]]
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
+
+
+lstm_forward = LSTMForward()
+
+
+def lstm(xw, mask, U):
+    """Every hidden state ``(n_timesteps, n_samples, dim)`` of the masked LSTM.
+
+    The same function as the tutorial's ``scan`` in :func:`lstm.lstm_layer`,
+    from the input projection ``xw = x W + b`` (``(n_timesteps, n_samples,
+    4 dim)``), the ``mask`` and the recurrent weights ``U`` (``(dim, 4 dim)``).
+    """
+    h, _, _ = lstm_forward(xw, mask, U)
+    return h

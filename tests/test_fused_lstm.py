@@ -1,0 +1,221 @@
+"""The fused LSTM Ops compute the tutorial's scan: outputs and gradients."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+import fused_lstm
+import lstm
+import pytensor
+import pytensor.tensor as pt
+from pytensor import config
+
+# float32: the rational tanh is within 3.3e-7 of the exact one, and the two
+# implementations add in different orders; float64 uses the exact tanh.
+TOL = {"float32": dict(rtol=1e-5, atol=2e-6), "float64": dict(rtol=1e-10, atol=1e-12)}
+
+
+def scan_lstm(xw, mask, U, dim):
+    """The tutorial's recurrence from the input projection, as lstm.lstm_layer's scan."""
+    def step(m_, x_, h_, c_):
+        preact = pt.dot(h_, U) + x_
+        i = pt.sigmoid(preact[:, :dim])
+        f = pt.sigmoid(preact[:, dim:2 * dim])
+        o = pt.sigmoid(preact[:, 2 * dim:3 * dim])
+        c = f * c_ + i * pt.tanh(preact[:, 3 * dim:])
+        c = m_[:, None] * c + (1.0 - m_)[:, None] * c_
+        h = o * pt.tanh(c)
+        h = m_[:, None] * h + (1.0 - m_)[:, None] * h_
+        return h, c
+
+    zeros = pt.zeros((xw.shape[1], dim), dtype=xw.dtype)
+    return pytensor.scan(step, sequences=[mask, xw], outputs_info=[zeros, zeros],
+                         return_updates=False)
+
+
+def masks(T, B, rng):
+    """Right-padded 0/1 masks with every length from 1 to T, and one fractional."""
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[0], lengths[-1] = T, 1
+    return (np.arange(T)[:, None] < lengths).astype("float64")
+
+
+def both(dtype, dim, use_c):
+    """Compiled (h, c, cost, dcost/dxw, dcost/dU) for the scan and the fused Ops."""
+    xw = pt.tensor3("xw", dtype=dtype)
+    mask = pt.matrix("mask", dtype=dtype)
+    U = pt.matrix("U", dtype=dtype)
+    wh = pt.tensor3("wh", dtype=dtype)
+    wc = pt.tensor3("wc", dtype=dtype)
+    h_s, c_s = scan_lstm(xw, mask, U, dim)
+    h_f, c_f, _ = fused_lstm.lstm_forward(xw, mask, U)
+    fns = []
+    for h, c in ((h_s, c_s), (h_f, c_f)):
+        cost = (h * wh).sum() + ((c * wc).sum() if use_c else 0)
+        outs = [h, c, cost] + pytensor.grad(cost, [xw, U])
+        fns.append(pytensor.function([xw, mask, U, wh, wc], outs,
+                                     on_unused_input="ignore"))
+    return fns
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("use_c", [False, True], ids=["cost-of-h", "cost-of-h-and-c"])
+@pytest.mark.parametrize("T,B,dim", [(1, 1, 2), (9, 4, 6)])
+def test_fused_matches_scan(dtype, use_c, T, B, dim):
+    rng = np.random.default_rng(T * 100 + B)
+    f_scan, f_fused = both(dtype, dim, use_c)
+    args = [2 * rng.standard_normal((T, B, 4 * dim)), masks(T, B, rng),
+            0.5 * rng.standard_normal((dim, 4 * dim)),
+            rng.standard_normal((T, B, dim)), rng.standard_normal((T, B, dim))]
+    args = [a.astype(dtype) for a in args]
+    for name, want, got in zip(["h", "c", "cost", "dxw", "dU"], f_scan(*args), f_fused(*args)):
+        assert got.dtype == want.dtype == dtype, name
+        np.testing.assert_allclose(got, want, err_msg=name, **TOL[dtype])
+
+
+def test_fractional_mask_matches_scan():
+    """The tutorial's formula holds for any mask value, not only 0 and 1."""
+    rng = np.random.default_rng(3)
+    f_scan, f_fused = both("float64", 4, True)
+    args = [rng.standard_normal((6, 3, 16)), rng.random((6, 3)), rng.standard_normal((4, 16)),
+            rng.standard_normal((6, 3, 4)), rng.standard_normal((6, 3, 4))]
+    for want, got in zip(f_scan(*args), f_fused(*args)):
+        np.testing.assert_allclose(got, want, **TOL["float64"])
+
+
+def test_padding_content_never_matters():
+    rng = np.random.default_rng(4)
+    _, f_fused = both("float32", 5, False)
+    mask = masks(9, 4, rng).astype("float32")
+    args = [rng.standard_normal((9, 4, 20)).astype("float32"), mask,
+            rng.standard_normal((5, 20)).astype("float32"),
+            rng.standard_normal((9, 4, 5)).astype("float32"),
+            np.zeros((9, 4, 5), "float32")]
+    first = f_fused(*args)
+    args[0] = np.where(mask[:, :, None] > 0, args[0], 1e3 * rng.standard_normal(args[0].shape)
+                       ).astype("float32")
+    second = f_fused(*args)
+    np.testing.assert_array_equal(second[4], first[4])  # dU
+    h1, h2 = first[0], second[0]
+    np.testing.assert_array_equal(h2, h1)
+    # The gradient of the pre-activations is zero on padded steps.
+    assert np.all(second[3][mask == 0] == 0)
+
+
+def test_whole_model_gradients_agree():
+    """Every parameter's gradient, fused against the scan reference, in float32."""
+    rng = np.random.default_rng(5)
+    opts = lstm.Config(dim_proj=16, n_words=40, ydim=3, use_dropout=False, saveto="",
+                       decay_c=0.01)
+    params = lstm.init_params(opts, rng)
+    for k in params:
+        params[k] = (params[k] + 0.3 * rng.standard_normal(params[k].shape)).astype(config.floatX)
+    x = rng.integers(2, 40, size=(11, 6)).astype("int64")
+    mask = masks(11, 6, rng).astype(config.floatX)
+    y = np.arange(6) % 3
+    grads = {}
+    for impl in ("fused", "scan"):
+        tparams = lstm.init_tparams(params)
+        model = lstm.build_model(tparams, dataclasses.replace(opts, lstm_impl=impl))
+        f = pytensor.function([model["x"], model["mask"], model["y"]],
+                              [model["cost"]] + pytensor.grad(model["cost"], list(tparams.values())))
+        grads[impl] = f(x, mask, y)
+    for name, got, want in zip(["cost"] + list(params), grads["fused"], grads["scan"]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_training_updates_agree():
+    """Ten AdaDelta updates with each implementation end at the same parameters."""
+    results = {}
+    for impl in ("fused", "scan"):
+        opts = lstm.Config(dim_proj=8, n_words=30, ydim=2, saveto="", lstm_impl=impl)
+        params = lstm.init_params(opts, np.random.default_rng(0))
+        model = lstm.compile_model(opts, params, np.random.default_rng(1))
+        batch_rng = np.random.default_rng(2)
+        costs = []
+        for _ in range(10):
+            x = batch_rng.integers(2, 30, size=(9, 4)).astype("int64")
+            mask = masks(9, 4, batch_rng).astype(config.floatX)
+            costs.append(float(model["f_grad_shared"](x, mask, np.array([0, 1, 1, 0]))))
+            model["f_update"](np.float32(0.0))
+        results[impl] = costs, lstm.unzip(model["tparams"])
+    np.testing.assert_allclose(results["fused"][0], results["scan"][0], rtol=1e-5)
+    for name, value in results["scan"][1].items():
+        np.testing.assert_allclose(results["fused"][1][name], value, rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_rational_tanh_accuracy_and_special_values():
+    x = np.linspace(-12, 12, 200001).astype("float32")
+    got = np.array([fused_lstm._tanh32(np.float32(v)) for v in x[::97]])
+    want = np.tanh(x[::97].astype("float64"))
+    assert np.abs(got - want).max() < 4e-7
+    assert fused_lstm._tanh32(np.float32(np.inf)) == pytest.approx(1.0, abs=1e-7)
+    assert fused_lstm._tanh32(np.float32(-np.inf)) == pytest.approx(-1.0, abs=1e-7)
+    assert np.isnan(fused_lstm._tanh32(np.float32(np.nan)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nan_reaches_the_output(dtype):
+    """A NaN weight must reach the cost, so training stops on 'bad cost detected'."""
+    xw = pt.tensor3(dtype=dtype)
+    mask = pt.matrix(dtype=dtype)
+    U = pt.matrix(dtype=dtype)
+    f = pytensor.function([xw, mask, U], fused_lstm.lstm(xw, mask, U))
+    Uv = np.zeros((3, 12), dtype)
+    Uv[0, 0] = np.nan
+    h = f(np.ones((4, 2, 12), dtype), np.ones((4, 2), dtype), Uv)
+    assert not np.isnan(h[0]).any()  # h_0 = 0 meets U only from step 1 on
+    assert np.isnan(h[1, :, 0]).all()  # step 1: the NaN input gate of unit 0
+    assert np.isnan(h[2:]).all()  # then every unit through h U
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_blas_gemm_matches_numpy_dot(dtype, trans_b):
+    """The kernels' GEMM (CBLAS) and its fallback (np.dot in Numba) against NumPy."""
+    import numba
+
+    @numba.njit
+    def both(a, b, c1, c2, trans_b, beta):
+        fused_lstm._gemm(a, b, c1, trans_b, beta)
+        fused_lstm._gemm_dot(a, b, c2, trans_b, beta)
+
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((5, 7)).astype(dtype)
+    b = rng.standard_normal((3, 7) if trans_b else (7, 3)).astype(dtype)
+    c0 = rng.standard_normal((5, 3)).astype(dtype)
+    c1, c2 = c0.copy(), c0.copy()
+    beta = np.dtype(dtype).type(0.5)
+    both(a, b, c1, c2, trans_b, beta)
+    want = a.astype("float64") @ (b.T if trans_b else b) + 0.5 * c0
+    np.testing.assert_allclose(c1, want, **TOL[dtype])
+    np.testing.assert_allclose(c2, want, **TOL[dtype])
+
+
+def test_blas_is_found_here():
+    """With the pinned NumPy wheel the kernels call its OpenBLAS directly."""
+    assert set(fused_lstm._CBLAS) == {"float32", "float64"}
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(TypeError, match="dimensions"):
+        fused_lstm.lstm_forward(pt.matrix(dtype="float32"), pt.matrix(dtype="float32"),
+                                pt.matrix(dtype="float32"))
+    with pytest.raises(TypeError, match="dtype"):
+        fused_lstm.lstm_forward(pt.tensor3(dtype="float32"), pt.matrix(dtype="float32"),
+                                pt.matrix(dtype="float64"))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        fused_lstm.lstm_forward(pt.tensor3(dtype="int64"), pt.matrix(), pt.matrix())
+    xw, mask, U = pt.tensor3(dtype="float32"), pt.matrix(dtype="float32"), pt.matrix(dtype="float32")
+    f = pytensor.function([xw, mask, U], fused_lstm.lstm(xw, mask, U))
+    with pytest.raises(ValueError, match="do not fit"):
+        f(np.zeros((3, 2, 12), "float32"), np.ones((3, 2), "float32"), np.zeros((4, 12), "float32"))
+
+
+def test_second_derivatives_are_refused():
+    xw, mask, U = pt.tensor3(dtype="float64"), pt.matrix(dtype="float64"), pt.matrix(dtype="float64")
+    cost = fused_lstm.lstm(xw, mask, U).sum()
+    g = pytensor.grad(cost, U).sum()
+    with pytest.raises(Exception, match="not implemented|NullType|undefined"):
+        pytensor.grad(g, U)
