@@ -107,9 +107,11 @@ class Torch:
             self.rnn.bias_hh_l0.zero_()
             self.out.weight.copy_(t(params["U"].T))
             self.out.bias.copy_(t(params["b"]))
+        # The tutorial has one bias per gate: PyTorch's second one stays 0.
+        self.rnn.bias_hh_l0.requires_grad_(False)
         self.modules = [self.emb, self.rnn, self.out]
-        self.opt = torch.optim.Adadelta([p for m in self.modules for p in m.parameters()],
-                                        lr=1.0, rho=0.95, eps=1e-6)
+        self.opt = torch.optim.Adadelta([p for m in self.modules for p in m.parameters()
+                                         if p.requires_grad], lr=1.0, rho=0.95, eps=1e-6)
         self.compile_s = 0.0
 
     def _probs(self, x, mask):
@@ -125,7 +127,7 @@ class Torch:
         cost = -torch.log(probs[torch.arange(len(y)), y] + 1e-8).mean()
         cost.backward()
         self.opt.step()
-        return float(cost)
+        return cost.item()
 
     def predict(self, x, mask):
         with self.torch.no_grad():
