@@ -469,11 +469,11 @@ def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None):
                                       updates=list(updates) + zgup + rg2up,
                                       name="adadelta_f_grad_shared", mode=mode)
 
-    updir = [-pt.sqrt(ru2 + 1e-6) / pt.sqrt(rg2 + 1e-6) * zg
-             for zg, ru2, rg2 in zip(zipped_grads, running_up2, running_grads2)]
-    ru2up = [(ru2, 0.95 * ru2 + 0.05 * (ud ** 2))
-             for ru2, ud in zip(running_up2, updir)]
-    param_up = [(p, p + ud) for p, ud in zip(tparams.values(), updir)]
+    # dx, E[dx^2] and p in one fused pass per parameter (fused_lstm.FusedStep).
+    steps = [fused_lstm.adadelta_step(p, zg, ru2, rg2) for p, zg, ru2, rg2
+             in zip(tparams.values(), zipped_grads, running_up2, running_grads2)]
+    ru2up = [(ru2, step[1]) for ru2, step in zip(running_up2, steps)]
+    param_up = [(p, step[0]) for p, step in zip(tparams.values(), steps)]
     f_update = pytensor.function([lr], [], updates=ru2up + param_up,
                                  on_unused_input="ignore",
                                  name="adadelta_f_update", mode=mode)
@@ -513,10 +513,11 @@ def rmsprop(lr, tparams, grads, inputs, cost, updates=(), mode=None):
                                       name="rmsprop_f_grad_shared", mode=mode)
 
     updir = _zeros_like_params(tparams, "updir")
-    updir_new = [(ud, 0.9 * ud - 1e-4 * zg / pt.sqrt(rg2 - rg ** 2 + 1e-4))
-                 for ud, zg, rg, rg2 in zip(updir, zipped_grads, running_grads,
-                                            running_grads2)]
-    param_up = [(p, p + udn[1]) for p, udn in zip(tparams.values(), updir_new)]
+    # d and p in one fused pass per parameter (fused_lstm.FusedStep).
+    steps = [fused_lstm.rmsprop_step(p, zg, rg, rg2, ud) for p, zg, rg, rg2, ud
+             in zip(tparams.values(), zipped_grads, running_grads, running_grads2, updir)]
+    updir_new = [(ud, step[1]) for ud, step in zip(updir, steps)]
+    param_up = [(p, step[0]) for p, step in zip(tparams.values(), steps)]
     f_update = pytensor.function([lr], [], updates=updir_new + param_up,
                                  on_unused_input="ignore",
                                  name="rmsprop_f_update", mode=mode)

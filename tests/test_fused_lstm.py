@@ -219,3 +219,36 @@ def test_second_derivatives_are_refused():
     g = pytensor.grad(cost, U).sum()
     with pytest.raises(Exception, match="not implemented|NullType|undefined"):
         pytensor.grad(g, U)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(7,), (5, 3)])
+def test_fused_optimizer_steps_match_the_tutorial_rules(dtype, shape):
+    rng = np.random.default_rng(9)
+    p, g, r1, r2, ud = (rng.standard_normal(shape).astype(dtype) for _ in range(5))
+    r2 = (np.abs(r2) + r1 ** 2).astype(dtype)  # E[g^2] >= E[g]^2, as in a real run
+    ins = [pt.tensor(dtype=dtype, shape=(None,) * len(shape)) for _ in range(5)]
+    f_ada = pytensor.function(ins[:4], fused_lstm.adadelta_step(*ins[:4]))
+    f_rms = pytensor.function(ins, fused_lstm.rmsprop_step(*ins))
+    p64, g64, r164, r264, ud64 = (a.astype("float64") for a in (p, g, r1, r2, ud))
+    step = -np.sqrt(np.abs(r164) + 1e-6) / np.sqrt(r264 + 1e-6) * g64
+    want_ada = [p64 + step, 0.95 * np.abs(r164) + 0.05 * step ** 2]
+    new_ud = 0.9 * ud64 - 1e-4 * g64 / np.sqrt(r264 - r164 ** 2 + 1e-4)
+    want_rms = [p64 + new_ud, new_ud]
+    tol = dict(rtol=2e-6, atol=1e-7) if dtype == "float32" else dict(rtol=1e-13, atol=0)
+    for got, want in zip(f_ada(p, g, np.abs(r1), r2), want_ada):
+        assert got.dtype == dtype and got.shape == shape
+        np.testing.assert_allclose(got, want, **tol)
+    for got, want in zip(f_rms(p, g, r1, r2, ud), want_rms):
+        np.testing.assert_allclose(got, want, **tol)
+
+
+def test_fused_step_refuses_bad_inputs():
+    with pytest.raises(ValueError, match="unknown rule"):
+        fused_lstm.FusedStep("adam")
+    with pytest.raises(TypeError, match="takes 4 inputs"):
+        fused_lstm.adadelta_step(pt.vector(), pt.vector())
+    a, b = pt.vector(dtype="float32"), pt.vector(dtype="float32")
+    f = pytensor.function([a, b], fused_lstm.adadelta_step(a, b, a, b))
+    with pytest.raises(ValueError, match="shapes"):
+        f(np.zeros(3, "float32"), np.zeros(4, "float32"))
