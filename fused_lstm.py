@@ -412,3 +412,80 @@ class FusedStep(Op):
 
 adadelta_step = FusedStep("adadelta")
 rmsprop_step = FusedStep("rmsprop")
+
+
+# ---------------------------------------------------------------------------
+# The embedding lookup, with a gradient that adds rows in one compiled loop
+# (PyTensor's AdvancedIncSubtensor1 uses NumPy's add.at here: ~40 ms for a
+# T=400, B=64 batch, against ~2 ms).
+# ---------------------------------------------------------------------------
+@numba.njit(**_jit)
+def _add_rows(out, idx, rows):
+    for k in range(idx.shape[0]):
+        out_row, row = out[idx[k]], rows[k]
+        for d in range(row.shape[0]):
+            out_row[d] += row[d]
+
+
+def _check_index(idx, n_rows):
+    if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
+        raise IndexError("embedding: word index out of range [0, %d): %d..%d"
+                         % (n_rows, idx.min(), idx.max()))
+
+
+class Embedding(Op):
+    """``(W, idx) -> W[idx]``: rows of the embedding matrix ``W`` for the
+    int64 word indices ``idx`` (a vector). Its gradient is :class:`EmbeddingGrad`."""
+
+    __props__ = ()
+
+    def make_node(self, W, idx):
+        W, idx = pt.as_tensor_variable(W), pt.as_tensor_variable(idx)
+        _check_dtype(W.dtype)
+        if W.ndim != 2 or idx.ndim != 1 or not idx.dtype.startswith("int"):
+            raise TypeError("embedding: W must be a matrix and idx a vector of integers")
+        return Apply(self, [W, idx], [pt.matrix(dtype=W.dtype, shape=(None, W.type.shape[1]))])
+
+    def perform(self, node, inputs, output_storage):
+        W, idx = inputs
+        _check_index(idx, W.shape[0])
+        output_storage[0][0] = W.take(idx, axis=0)
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[1][0], shapes[0][1])]
+
+    def pullback(self, inputs, outputs, output_grads):
+        W, idx = inputs
+        return [EmbeddingGrad()(W, idx, output_grads[0]),
+                grad_undefined(self, 1, idx, "word indices are not differentiable")]
+
+
+class EmbeddingGrad(Op):
+    """``(W, idx, g) -> dW``: zeros shaped like ``W`` with each row ``g[k]``
+    added to row ``idx[k]`` (repeated words add up)."""
+
+    __props__ = ()
+
+    def make_node(self, W, idx, g):
+        W, idx, g = (pt.as_tensor_variable(v) for v in (W, idx, g))
+        _check_float("g", g, W.dtype, 2)
+        return Apply(self, [W, idx, g], [W.type()])
+
+    def perform(self, node, inputs, output_storage):
+        W, idx, g = inputs
+        _check_index(idx, W.shape[0])
+        if g.shape != (idx.shape[0], W.shape[1]):
+            raise ValueError("embedding gradient: g has shape %s, expected %s"
+                             % (g.shape, (idx.shape[0], W.shape[1])))
+        out = np.zeros_like(W)
+        _add_rows(out, np.ascontiguousarray(idx, dtype="int64"), np.ascontiguousarray(g))
+        output_storage[0][0] = out
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
+
+
+embedding = Embedding()

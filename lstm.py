@@ -364,8 +364,11 @@ def build_model(tparams, options, dropout_rng=None):
     n_timesteps = x.shape[0]
     n_samples = x.shape[1]
 
-    emb = tparams["Wemb"][x.flatten()].reshape(
-        [n_timesteps, n_samples, options.dim_proj])
+    if options.lstm_impl == "fused":  # the same lookup, with a faster gradient
+        emb = fused_lstm.embedding(tparams["Wemb"], x.flatten())
+    else:
+        emb = tparams["Wemb"][x.flatten()]
+    emb = emb.reshape([n_timesteps, n_samples, options.dim_proj])
     proj = mean_pool(lstm_layer(tparams, emb, mask, options.dim_proj,
                                 impl=options.lstm_impl), mask)
 

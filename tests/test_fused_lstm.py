@@ -252,3 +252,20 @@ def test_fused_step_refuses_bad_inputs():
     f = pytensor.function([a, b], fused_lstm.adadelta_step(a, b, a, b))
     with pytest.raises(ValueError, match="shapes"):
         f(np.zeros(3, "float32"), np.zeros(4, "float32"))
+
+
+def test_embedding_lookup_and_gradient_match_pytensor():
+    rng = np.random.default_rng(10)
+    W = pytensor.shared(rng.standard_normal((9, 4)).astype(config.floatX))
+    idx = pt.vector(dtype="int64")
+    wg = pt.matrix(dtype=config.floatX)
+    outs = []
+    for emb in (fused_lstm.embedding(W, idx), W[idx]):
+        cost = (emb * wg).sum()
+        outs.append(pytensor.function([idx, wg], [emb, pytensor.grad(cost, W)]))
+    i = np.array([3, 0, 3, 8, 3, 1])  # repeated words add up
+    g = rng.standard_normal((6, 4)).astype(config.floatX)
+    for got, want in zip(outs[0](i, g), outs[1](i, g)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    with pytest.raises(IndexError, match="out of range"):
+        outs[0](np.array([9]), g[:1])
