@@ -1,15 +1,16 @@
-"""The tutorial's LSTM recurrence as two fused PyTensor Ops (forward, backward).
+"""Fused PyTensor Ops for the tutorial's model: the LSTM recurrence, the
+embedding lookup's gradient and the optimizers' parameter step.
 
 ``lstm.lstm_layer`` writes the recurrence as a ``scan`` over time steps, the
-tutorial's formulation and this project's reference. ``scan`` pays, at every
-step, for a generic loop, one small op per gate non-linearity, and, in the
-gradient, a recomputation of ``h U + x`` (see the README's "Speed"). Here the
-same function is two Ops, each one pass over the whole sequence in a Numba
-kernel:
+tutorial's formulation and this project's reference (``--lstm-impl scan``).
+``scan`` pays, at every step, for a generic loop, one small op per gate
+non-linearity, and, in the gradient, a recomputation of ``h U + x`` (see the
+README's "Speed"). Here the same function is two Ops, each one pass over the
+whole sequence in a Numba kernel (``--lstm-impl fused``, the default):
 
 - :class:`LSTMForward` ``(xw, mask, U) -> (h, c, gates)``: per step one GEMM
-  ``h_{t-1} U`` and one fused, vectorised loop for the gates and states; it
-  keeps the gate activations for the backward pass.
+  ``h_{t-1} U`` and short vectorised loops for the gates and states; it keeps
+  the gate activations for the backward pass.
 - :class:`LSTMBackward` ``(mask, U, h, c, gates, dh, dc) -> (dxw, dU)``: per
   step one GEMM ``dz_t U^T``; ``dU`` is one large GEMM over all steps after
   the loop.
@@ -17,8 +18,11 @@ kernel:
 The gate non-linearities use a rational approximation of ``tanh`` (the one
 Eigen uses for float32; ``sigmoid(x) = (1 + tanh(x / 2)) / 2``), at most
 3.3e-7 from the exact value, which the compiler vectorises; float64 inputs use
-the exact ``tanh``. ``tests/test_fused_lstm.py`` checks outputs and gradients
-against the ``scan`` reference and a NumPy implementation.
+the exact ``tanh``. Two smaller Ops remove the other slow steps of a training
+update: :class:`Embedding` (whose gradient adds rows in a compiled loop rather
+than with NumPy's ``add.at``) and :class:`FusedStep` (AdaDelta's or
+RMSProp's parameter step in one vectorised pass). ``tests/test_fused_lstm.py``
+checks every Op against the ``scan``/PyTensor reference and NumPy.
 
 Axes: ``xw`` is ``(n_timesteps, n_samples, 4 dim)`` (the input projection
 ``x W + b``, gates in the tutorial's order i, f, o, c), ``mask`` is

@@ -209,17 +209,23 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=24, help="timed calls per measure")
     p.add_argument("--rounds", type=int, default=4,
                    help="alternate between implementations this many times")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="PyTorch's threads (0: its default); for a one-core comparison "
+                        "also set OPENBLAS_NUM_THREADS=1 for the project's BLAS")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     try:
         import torch
     except ImportError:
         p.error("PyTorch is not installed: pip install -r benchmarks/requirements.txt")
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
 
     gflops = gemm_gflops()
-    print("PyTensor %s (mode %s), PyTorch %s with %d threads, NumPy GEMM %.0f GFLOP/s"
-          % (lstm.pytensor.__version__, lstm.Config().mode, torch.__version__,
-             torch.get_num_threads(), gflops))
+    print("PyTensor %s (mode %s, OPENBLAS_NUM_THREADS=%s), PyTorch %s with %d threads, "
+          "NumPy GEMM %.0f GFLOP/s" % (lstm.pytensor.__version__, lstm.Config().mode,
+                                       os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
+                                       torch.__version__, torch.get_num_threads(), gflops))
     shapes, bounds = [], {}
     for T, B in args.shapes:
         print("\nT=%d, B=%d" % (T, B))
@@ -252,7 +258,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(shapes=shapes, flop_bound_ms=bounds, gemm_gflops=gflops,
-                           torch_threads=torch.get_num_threads()), f, indent=2)
+                           torch_threads=torch.get_num_threads(),
+                           openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS")), f, indent=2)
             f.write("\n")
 
 
