@@ -28,6 +28,7 @@ Axes: ``xw`` is ``(n_timesteps, n_samples, 4 dim)`` (the input projection
 ``x W + b``, gates in the tutorial's order i, f, o, c), ``mask`` is
 ``(n_timesteps, n_samples)``, ``U`` is ``(dim, 4 dim)``.
 """
+import concurrent.futures
 import ctypes
 import ctypes.util
 import glob
@@ -162,29 +163,31 @@ def _sigmoid(x, half):
 
 
 @numba.njit(**_jit)
-def _forward(xw, mask, U, h, c, gates):
+def _forward(xw, mask, U, h, c, gates, lo, hi):
     # xw: (T, B, 4D); mask: (T, B); U: (D, 4D); h, c: (T, B, D) and
-    # gates: (T, B, 4D) are written (i, f, o, c~ after their non-linearity).
-    n_steps, n_samples, dim4 = xw.shape
-    dim = dim4 // 4
+    # gates: (T, B, 4D) are written (i, f, o, c~ after their non-linearity),
+    # for the batch's rows lo:hi (threads share out the rows: each is independent).
+    n_steps, dim4 = xw.shape[0], xw.shape[2]
+    dim, rows = dim4 // 4, hi - lo
     one = np.ones(1, dtype=xw.dtype)[0]
     zero, half = one - one, one / (one + one)
-    zeros = np.zeros((n_samples, dim), dtype=xw.dtype)
-    preact = np.zeros((n_samples, dim4), dtype=xw.dtype)  # h_{t-1} U
+    zeros = np.zeros((rows, dim), dtype=xw.dtype)
+    preact = np.zeros((rows, dim4), dtype=xw.dtype)  # h_{t-1} U
     for t in range(n_steps):
-        h_prev = zeros if t == 0 else h[t - 1]
-        c_prev = zeros if t == 0 else c[t - 1]
+        h_prev = zeros if t == 0 else h[t - 1, lo:hi]
+        c_prev = zeros if t == 0 else c[t - 1, lo:hi]
         if t > 0:
             _gemm(h_prev, U, preact, False, zero)
-        for b in range(n_samples):
+        for r in range(rows):
             # Simple loops over contiguous rows, which the compiler vectorises.
+            b = lo + r
             m = mask[t, b]
-            x_tb, z_b, g_tb = xw[t, b], preact[b], gates[t, b]
+            x_tb, z_b, g_tb = xw[t, b], preact[r], gates[t, b]
             for k in range(3 * dim):  # i, f, o
                 g_tb[k] = _sigmoid(z_b[k] + x_tb[k], half)
             for k in range(3 * dim, dim4):  # c~
                 g_tb[k] = _tanh(z_b[k] + x_tb[k])
-            cp, hp, c_tb, h_tb = c_prev[b], h_prev[b], c[t, b], h[t, b]
+            cp, hp, c_tb, h_tb = c_prev[r], h_prev[r], c[t, b], h[t, b]
             for d in range(dim):
                 c_new = (m * (g_tb[dim + d] * cp[d] + g_tb[d] * g_tb[3 * dim + d])
                          + (one - m) * cp[d])
@@ -193,23 +196,25 @@ def _forward(xw, mask, U, h, c, gates):
 
 
 @numba.njit(**_jit)
-def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw):
+def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw, lo, hi):
     # dh_out, dc_out: (T, B, D), the cost's gradient with respect to each
     # step's h and c; dxw: (T, B, 4D) is written, the gradient of the
-    # pre-activations (= of xw).
-    n_steps, n_samples, dim = h.shape
+    # pre-activations (= of xw), for the batch's rows lo:hi.
+    n_steps, dim = h.shape[0], h.shape[2]
+    rows = hi - lo
     one = np.ones(1, dtype=h.dtype)[0]
-    dh_next = np.zeros((n_samples, dim), dtype=h.dtype)  # from step t + 1
-    dc_next = np.zeros((n_samples, dim), dtype=h.dtype)
-    zeros = np.zeros((n_samples, dim), dtype=h.dtype)
+    dh_next = np.zeros((rows, dim), dtype=h.dtype)  # from step t + 1
+    dc_next = np.zeros((rows, dim), dtype=h.dtype)
+    zeros = np.zeros((rows, dim), dtype=h.dtype)
     for t in range(n_steps - 1, -1, -1):
-        c_prev = zeros if t == 0 else c[t - 1]
-        for b in range(n_samples):
+        c_prev = zeros if t == 0 else c[t - 1, lo:hi]
+        for r in range(rows):
             # Short loops over few rows each, so that the compiler can prove
             # them independent and vectorise them.
+            b = lo + r
             m = mask[t, b]
-            g_tb, dz, cp, c_tb = gates[t, b], dxw[t, b], c_prev[b], c[t, b]
-            dh, dc = dh_next[b], dc_next[b]  # become this step's dh, dc
+            g_tb, dz, cp, c_tb = gates[t, b], dxw[t, b], c_prev[r], c[t, b]
+            dh, dc = dh_next[r], dc_next[r]  # become this step's dh, dc
             dh += dh_out[t, b]
             dc += dc_out[t, b]
             for d in range(dim):  # through h = o tanh(c): the o gate and dc
@@ -229,7 +234,60 @@ def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw):
                 dc[d] = (one - m) * dc[d] + dc_raw * f  # dc_prev
             dh *= one - m  # dh_prev, before the U^T term
         if t > 0:
-            _gemm(dxw[t], U, dh_next, True, one)  # dh_next += dz_t U^T
+            _gemm(dxw[t, lo:hi], U, dh_next, True, one)  # dh_next += dz_t U^T
+
+
+# ---------------------------------------------------------------------------
+# Threads: the batch's rows are independent through the whole sequence, so
+# the kernels (which release the GIL) run on row blocks in parallel, each
+# thread with a one-thread BLAS (OpenBLAS's thread-local setting).
+# ---------------------------------------------------------------------------
+def _local_blas_threads():
+    """OpenBLAS's ``openblas_set_num_threads_local`` for the kernels' BLAS, or None."""
+    numpy_libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(numpy_libs, "*openblas64*.so*"))):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        return fn
+    return None
+
+
+_SET_LOCAL_BLAS_THREADS = _local_blas_threads() if _CBLAS else None
+MIN_ROWS_PER_THREAD = 8
+
+
+def _default_threads():
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return int(os.environ.get("FUSED_LSTM_THREADS", cores))
+
+
+threads = _default_threads()  # at most this many threads per kernel call
+_pool = None
+
+
+def _run_rows(kernel, args, n_samples):
+    """``kernel(*args, lo, hi)`` over the batch's rows, in row blocks run by threads."""
+    global _pool
+    n = min(threads, n_samples // MIN_ROWS_PER_THREAD)
+    if n <= 1 or _SET_LOCAL_BLAS_THREADS is None:
+        kernel(*args, 0, n_samples)
+        return
+    if _pool is None or _pool._max_workers < n:
+        _pool = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="fused_lstm")
+
+    def block(lo, hi):
+        _SET_LOCAL_BLAS_THREADS(1)
+        kernel(*args, lo, hi)
+
+    bounds = [n_samples * k // n for k in range(n + 1)]
+    for future in [_pool.submit(block, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
+        future.result()
 
 
 _FLOATS = ("float32", "float64")
@@ -276,7 +334,7 @@ class LSTMForward(Op):
         h = np.empty((n_steps, n_samples, U.shape[0]), dtype=xw.dtype)
         c = np.empty_like(h)
         gates = np.empty_like(xw)
-        _forward(xw, mask, U, h, c, gates)
+        _run_rows(_forward, (xw, mask, U, h, c, gates), n_samples)
         for storage, value in zip(output_storage, (h, c, gates)):
             storage[0] = value
 
@@ -317,7 +375,7 @@ class LSTMBackward(Op):
         mask, U, h, c, gates, dh, dc = (np.ascontiguousarray(a) for a in inputs)
         n_steps, n_samples, dim = h.shape
         dxw = np.empty_like(gates)
-        _backward(mask, U, h, c, gates, dh, dc, dxw)
+        _run_rows(_backward, (mask, U, h, c, gates, dh, dc, dxw), n_samples)
         # dU = sum_t h_{t-1}^T dz_t, one GEMM over all steps (h_{-1} = 0).
         dU = np.dot(h[:-1].reshape(-1, dim).T, dxw[1:].reshape(-1, 4 * dim))
         output_storage[0][0] = dxw

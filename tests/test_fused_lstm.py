@@ -269,3 +269,21 @@ def test_embedding_lookup_and_gradient_match_pytensor():
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     with pytest.raises(IndexError, match="out of range"):
         outs[0](np.array([9]), g[:1])
+
+
+def test_threads_share_out_the_batch_rows(monkeypatch):
+    """Row blocks in threads compute what one thread computes."""
+    rng = np.random.default_rng(11)
+    T, B, D = 7, 19, 5  # 19 rows: blocks of 9 and 10 with two threads
+    args = [rng.standard_normal((T, B, 4 * D)), masks(T, B, rng),
+            0.5 * rng.standard_normal((D, 4 * D)), rng.standard_normal((T, B, D)),
+            np.zeros((T, B, D))]
+    args = [a.astype(config.floatX) for a in args]
+    _, f_fused = both(config.floatX, D, False)
+    results = {}
+    for n in (1, 2):
+        monkeypatch.setattr(fused_lstm, "threads", n)
+        results[n] = f_fused(*args)
+    assert fused_lstm._SET_LOCAL_BLAS_THREADS is not None  # threads really ran here
+    for one, two in zip(results[1], results[2]):
+        np.testing.assert_allclose(two, one, rtol=1e-6, atol=1e-7)
