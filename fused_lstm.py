@@ -92,11 +92,16 @@ def _tanh_impl(x):
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
+def _numpy_openblas():
+    """Paths of the ILP64 OpenBLAS bundled with NumPy's wheel (empty otherwise)."""
+    numpy_libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    return sorted(glob.glob(os.path.join(numpy_libs, "*openblas64*.so*")))
+
+
 def _find_cblas():
     """``{dtype: (address, int_bits)}`` of ``cblas_sgemm``/``cblas_dgemm``, or ``{}``."""
-    numpy_libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
     candidates = [(path, ("scipy_cblas_%sgemm64_", "cblas_%sgemm64_"), 64)
-                  for path in sorted(glob.glob(os.path.join(numpy_libs, "*openblas64*.so*")))]
+                  for path in _numpy_openblas()]
     system = ctypes.util.find_library("openblas")
     if system:
         candidates.append((system, ("cblas_%sgemm",), 32))
@@ -244,8 +249,7 @@ def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw, lo, hi):
 # ---------------------------------------------------------------------------
 def _local_blas_threads():
     """OpenBLAS's ``openblas_set_num_threads_local`` for the kernels' BLAS, or None."""
-    numpy_libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(numpy_libs, "*openblas64*.so*"))):
+    for path in _numpy_openblas():
         try:
             fn = ctypes.CDLL(path).openblas_set_num_threads_local
         except (OSError, AttributeError):
@@ -268,18 +272,19 @@ def _default_threads():
 
 
 threads = _default_threads()  # at most this many threads per kernel call
-_pool = None
+_pool, _pool_size = None, 0
 
 
 def _run_rows(kernel, args, n_samples):
     """``kernel(*args, lo, hi)`` over the batch's rows, in row blocks run by threads."""
-    global _pool
+    global _pool, _pool_size
     n = min(threads, n_samples // MIN_ROWS_PER_THREAD)
     if n <= 1 or _SET_LOCAL_BLAS_THREADS is None:
         kernel(*args, 0, n_samples)
         return
-    if _pool is None or _pool._max_workers < n:
+    if _pool_size < n:
         _pool = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="fused_lstm")
+        _pool_size = n
 
     def block(lo, hi):
         _SET_LOCAL_BLAS_THREADS(1)
