@@ -119,15 +119,16 @@ def build_parser():
                "all failed, 2 on a usage or data error, 130 after Ctrl-C (the runs "
                "finished so far stay in the tables).")
     p._optionals.title = "comparison options"
+    lstm.add_config_args(p)
     lstm.add_training_args(p, exclude=("optimizer", "seed", "saveto", "max_epochs"),
                            title="training options (lstm.py's own flags, the same "
                                  "for every run)")
     a = p.add_argument
     a("-h", "--help", action="help", help="show this help message and exit")  # not lstm.py's
-    a("--optimizers", nargs="+", choices=lstm.OPTIMIZERS, default=list(lstm.OPTIMIZERS),
-      metavar="NAME",
+    a("--optimizers", nargs="+", choices=lstm.OPTIMIZERS,
+      default=list(lstm.TUTORIAL_OPTIMIZERS), metavar="NAME",
       help="optimizers to compare, among %s (the tutorial's rules: adadelta and "
-           "rmsprop ignore --lrate)" % ", ".join(lstm.OPTIMIZERS))
+           "rmsprop ignore --lrate; sgd and adam use it)" % ", ".join(lstm.OPTIMIZERS))
     a("--seeds", nargs="+", type=_seed, default=list(DEFAULT_SEEDS), metavar="N",
       help="one run per optimizer and seed; a seed fixes the initial parameters, the "
            "split, the test subset, the minibatch order and dropout")
@@ -143,7 +144,8 @@ def build_parser():
                          "with --out" % MODEL_FILE),
             ("--resume", "a comparison starts its runs afresh; continue one run with "
                          "python lstm.py --resume OUT/<optimizer>-seed<seed>/"
-                         "lstm_model.ckpt.npz")):
+                         "lstm_model.ckpt.npz"),
+            ("--summary", "print a model's summary with python lstm.py --summary")):
         a(flag, action=_Rejected, instead=instead)
     a("--debug", action="store_true", help="show tracebacks on errors")
     return p
@@ -152,12 +154,17 @@ def build_parser():
 def parse_args(argv=None):
     """``(args, base)``: the parsed flags and the Config common to every run."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = lstm.parse_with_config(parser, argv)
+    except DataError as exc:
+        parser.error(str(exc))
     args.optimizers = list(dict.fromkeys(args.optimizers))  # drop repeats, keep order
     args.seeds = list(dict.fromkeys(args.seeds))
     values = vars(args).copy()
-    for own in ("optimizers", "seeds", "out", "debug", "source"):
+    for own in ("optimizers", "seeds", "out", "debug", "source", "preset", "config"):
         values.pop(own)
+    for key in ("optimizer", "seed", "saveto"):  # from a preset: chosen per run here
+        values.pop(key, None)
     try:
         base = lstm.Config.from_dict(dict(values, optimizer=args.optimizers[0],
                                           seed=args.seeds[0], saveto="")).validate()

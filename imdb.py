@@ -220,6 +220,90 @@ def prepare_data(seqs, labels, maxlen=None, dtype=None):
     return x, x_mask.astype(dtype), labels
 
 
+def pad_sequences(sequences, maxlen, padding="pre", truncating="pre", value=0,
+                  dtype="int64"):
+    """Pad and truncate sequences to ``maxlen``, as Keras's ``pad_sequences``.
+
+    Parameters
+    ----------
+    sequences : sequence of sequences of int
+    maxlen : int
+        The length of every output row (>= 1).
+    padding : {"pre", "post"}
+        Put the padding ``value`` before or after each sequence.
+    truncating : {"pre", "post"}
+        For a sequence longer than `maxlen`, cut its beginning ("pre": keep
+        the last `maxlen` items) or its end ("post": keep the first).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_sequences, maxlen)
+        One sequence per row (Keras's layout; see :func:`prepare_padded`
+        for the model's time-first layout).
+
+    Examples
+    --------
+    >>> pad_sequences([[1, 2, 3], [4]], 2).tolist()
+    [[2, 3], [0, 4]]
+    >>> pad_sequences([[1, 2, 3], [4]], 4, padding="post", truncating="post").tolist()
+    [[1, 2, 3, 0], [4, 0, 0, 0]]
+    """
+    for name, side in (("padding", padding), ("truncating", truncating)):
+        if side not in ("pre", "post"):
+            raise ValueError(f"pad_sequences: {name} must be 'pre' or 'post', not {side!r}")
+    if int(maxlen) < 1:
+        raise ValueError(f"pad_sequences: maxlen must be at least 1, not {maxlen!r}")
+    out = numpy.full((len(sequences), maxlen), value, dtype=dtype)
+    for row, seq in zip(out, sequences):
+        seq = list(seq)
+        seq = seq[-maxlen:] if truncating == "pre" else seq[:maxlen]
+        if seq:
+            if padding == "pre":
+                row[maxlen - len(seq):] = seq
+            else:
+                row[:len(seq)] = seq
+    return out
+
+
+def prepare_padded(seqs, labels, pad_to, padding="pre", truncating="pre", align=1,
+                   dtype=None):
+    """:func:`prepare_data` with Keras semantics: every review padded or
+    truncated to ``pad_to`` tokens (:func:`pad_sequences`), time first.
+
+    Time steps that are padding in every review of the minibatch are left
+    out on the padded side, in multiples of ``align`` (the model's pooling
+    size, so that its pooling windows stay where they were): as padding
+    never changes the model's outputs, this gives the outputs of the full
+    ``(pad_to, n_samples)`` matrix with less work.
+
+    Returns
+    -------
+    x : numpy.ndarray of int64, shape (n_timesteps <= pad_to, n_samples)
+    x_mask : numpy.ndarray, same shape, 1 on the (kept) words
+    labels : the `labels`
+    """
+    if len(seqs) != len(labels):
+        raise ValueError(f"prepare_padded: {_plural(len(seqs), 'sequence')}"
+                         f" but {_plural(len(labels), 'label')}")
+    if not len(seqs):
+        raise ValueError("prepare_padded: no sequences")
+    if dtype is None:
+        import pytensor
+        dtype = pytensor.config.floatX
+    lengths = numpy.minimum([len(s) for s in seqs], pad_to)
+    rows = pad_sequences(seqs, pad_to, padding, truncating)
+    cols = numpy.arange(pad_to)
+    if padding == "pre":
+        mask = cols[None, :] >= (pad_to - lengths)[:, None]
+    else:
+        mask = cols[None, :] < lengths[:, None]
+    unused = (pad_to - max(int(lengths.max()), 1)) // align * align
+    keep = slice(unused, None) if padding == "pre" else slice(0, pad_to - unused)
+    # Swap the axes: (n_samples, pad_to) -> (n_timesteps, n_samples).
+    x = numpy.ascontiguousarray(rows[:, keep].T)
+    return x, numpy.ascontiguousarray(mask[:, keep].T).astype(dtype), labels
+
+
 # ---------------------------------------------------------------------------
 # Reading pickles safely
 # ---------------------------------------------------------------------------

@@ -52,14 +52,18 @@ import pytensor.tensor as pt  # noqa: E402
 import pytensor.tensor.random as ptr  # noqa: E402
 from pytensor import config  # noqa: E402
 
+import embeddings  # noqa: E402
 import fused_lstm  # noqa: E402
 import imdb  # noqa: E402
 from imdb import DataError, atomic_write  # noqa: E402,F401 (atomic_write: part of the API)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATASET = os.path.join("data", "imdb.pkl")
-OPTIMIZERS = ("adadelta", "rmsprop", "sgd")
+TUTORIAL_OPTIMIZERS = ("adadelta", "rmsprop", "sgd")
+OPTIMIZERS = TUTORIAL_OPTIMIZERS + ("adam",)
 LSTM_IMPLS = ("fused", "scan")
+POOLINGS = ("mean", "last", "max")
+SIDES = ("pre", "post")
 
 
 # ---------------------------------------------------------------------------
@@ -80,9 +84,9 @@ class Config:
     max_epochs: int = 100  # the tutorial's __main__ (train_lstm: 5000)
     dispFreq: int = 10  # print the cost every N updates
     decay_c: float = 0.0  # weight decay on the classifier weights U
-    lrate: float = 0.0001  # learning rate (SGD only)
+    lrate: float = 0.0001  # learning rate (SGD and Adam; AdaDelta and RMSProp ignore it)
     n_words: int = 10000  # vocabulary size; rarer words map to 1 (unknown)
-    optimizer: str = "adadelta"  # adadelta, rmsprop or sgd
+    optimizer: str = "adadelta"  # adadelta, rmsprop, sgd or adam
     saveto: str = "lstm_model.npz"  # the best model is saved there
     validFreq: int = 370  # validate every N updates (-1: once per epoch)
     saveFreq: int = 1110  # save every N updates (-1: once per epoch)
@@ -98,7 +102,26 @@ class Config:
     seed: int = 123  # the tutorial's SEED; every random stream derives from it
     mode: str = "CVM"  # PyTensor compile mode (see README, "Compile mode")
     lstm_impl: str = "fused"  # "fused" (fused_lstm.py's Ops) or "scan" (the reference)
+    # -- variants (the defaults are the tutorial's model) --------------------
+    dim_emb: int = 0  # word embedding size (0: dim_proj, as the tutorial)
+    layers: int = 1  # stacked LSTM layers
+    bidirectional: bool = False  # each layer also reads the review backwards
+    conv_filters: int = 0  # > 0: a convolution over time (ReLU) before the LSTM
+    conv_width: int = 3  # the convolution's width in tokens ("same" padding)
+    pool: int = 2  # max-pooling over time after the convolution (size = stride)
+    pooling: str = "mean"  # hidden states -> one vector: mean, last or max (masked)
+    pad_to: int = 0  # > 0: pad/truncate every review to this many tokens (Keras)
+    padding: str = "pre"  # with pad_to: pad before (pre) or after (post) the words
+    truncating: str = "pre"  # with pad_to: cut the beginning (pre) or the end (post)
+    embeddings: str = ""  # pre-trained vectors (.vec / GloVe text, gzip too) for Wemb
+    freeze_embeddings: bool = False  # do not train Wemb
     ydim: int = 0  # number of classes; set from the data (max label + 1)
+    dict_sha256: str = ""  # set from the data: digest of the dictionary's first n_words
+
+    @property
+    def emb_dim(self):
+        """The word embedding size (``dim_emb``, or ``dim_proj`` when 0)."""
+        return self.dim_emb or self.dim_proj
 
     @classmethod
     def from_dict(cls, values):
@@ -126,9 +149,21 @@ class Config:
         if self.lstm_impl not in LSTM_IMPLS:
             raise ValueError("lstm_impl must be one of %s, not %r"
                              % (", ".join(LSTM_IMPLS), self.lstm_impl))
-        for name in ("dim_proj", "batch_size", "valid_batch_size", "dispFreq"):
+        for name in ("dim_proj", "batch_size", "valid_batch_size", "dispFreq", "layers",
+                     "conv_width", "pool"):
             if getattr(self, name) < 1:
                 raise ValueError("%s must be at least 1" % name)
+        for name in ("dim_emb", "conv_filters", "pad_to"):
+            if getattr(self, name) < 0:
+                raise ValueError("%s must be 0 or more" % name)
+        for name, allowed in (("pooling", POOLINGS), ("padding", SIDES),
+                              ("truncating", SIDES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError("%s must be one of %s, not %r"
+                                 % (name, ", ".join(allowed), getattr(self, name)))
+        if self.freeze_embeddings and not self.embeddings and not self.reload_model:
+            raise ValueError("freeze_embeddings needs embeddings (or reload_model): "
+                             "frozen random vectors would never learn")
         if self.n_words < 2:
             raise ValueError("n_words must be at least 2 (0 = padding, 1 = unknown)")
         if not 0.0 <= self.valid_portion < 1.0:
@@ -201,24 +236,69 @@ def ortho_weight(ndim, rng):
     return u.astype(config.floatX)
 
 
-def param_init_lstm(options, params, rng, prefix="lstm"):
-    """LSTM parameters: four orthogonal blocks each, gate order i, f, o, c."""
+def ortho_block(n_in, n_out, rng):
+    """``ortho_weight(n_in)`` when square, else a random ``(n_in, n_out)``
+    matrix with orthonormal rows or columns (``u @ vt`` of its SVD)."""
+    if n_in == n_out:
+        return ortho_weight(n_in, rng)
+    u, s, vt = np.linalg.svd(rng.standard_normal((n_in, n_out)), full_matrices=False)
+    return (u @ vt).astype(config.floatX)
+
+
+def param_init_lstm(options, params, rng, prefix="lstm", n_in=None):
+    """LSTM parameters: four orthogonal blocks each, gate order i, f, o, c.
+
+    ``lstm_W`` is ``(n_in, 4 dim_proj)`` (``n_in``: the input size, default
+    ``dim_proj``), ``lstm_U`` is ``(dim_proj, 4 dim_proj)``, ``lstm_b`` zeros.
+    """
     dim = options.dim_proj
+    n_in = n_in or dim
     params[_p(prefix, "W")] = np.concatenate(
-        [ortho_weight(dim, rng) for _ in range(4)], axis=1)
+        [ortho_block(n_in, dim, rng) for _ in range(4)], axis=1)
     params[_p(prefix, "U")] = np.concatenate(
         [ortho_weight(dim, rng) for _ in range(4)], axis=1)
     params[_p(prefix, "b")] = np.zeros((4 * dim,), dtype=config.floatX)
     return params
 
 
+def lstm_prefixes(options):
+    """The parameter prefix of each LSTM, by layer: ``[["lstm"], ["lstm2"], ...]``,
+    with ``"lstm_rev"`` (``"lstm2_rev"``, ...) beside each when bidirectional.
+    Layer 1 keeps the tutorial's names (``lstm_W``, ``lstm_U``, ``lstm_b``)."""
+    names = []
+    for layer in range(1, options.layers + 1):
+        base = "lstm" if layer == 1 else "lstm%d" % layer
+        names.append([base, base + "_rev"] if options.bidirectional else [base])
+    return names
+
+
 def init_params(options, rng):
-    """All parameters as NumPy arrays: ``Wemb``, ``lstm_*``, ``U``, ``b``."""
+    """All parameters as NumPy arrays, in the order they are drawn from ``rng``.
+
+    ``Wemb`` ``(n_words, dim_emb)``; with a convolution ``conv_W``
+    ``(conv_width, dim_emb, conv_filters)`` and ``conv_b``; each LSTM's
+    ``*_W``, ``*_U``, ``*_b`` (:func:`lstm_prefixes`); the classifier ``U``
+    ``(dim_proj * directions, ydim)`` and ``b``. With the tutorial's options
+    the draws are the tutorial's.
+    """
     params = OrderedDict()
-    params["Wemb"] = (0.01 * rng.random((options.n_words, options.dim_proj))
+    params["Wemb"] = (0.01 * rng.random((options.n_words, options.emb_dim))
                       ).astype(config.floatX)
-    param_init_lstm(options, params, rng, prefix="lstm")
-    params["U"] = (0.01 * rng.standard_normal((options.dim_proj, options.ydim))
+    n_in = options.emb_dim
+    if options.conv_filters:
+        # Glorot uniform, as Keras's Conv1D.
+        fan = options.conv_width * (options.emb_dim + options.conv_filters)
+        bound = np.sqrt(6.0 / fan)
+        params["conv_W"] = rng.uniform(-bound, bound, (
+            options.conv_width, options.emb_dim, options.conv_filters)).astype(config.floatX)
+        params["conv_b"] = np.zeros((options.conv_filters,), dtype=config.floatX)
+        n_in = options.conv_filters
+    directions = 2 if options.bidirectional else 1
+    for layer in lstm_prefixes(options):
+        for prefix in layer:
+            param_init_lstm(options, params, rng, prefix=prefix, n_in=n_in)
+        n_in = options.dim_proj * directions
+    params["U"] = (0.01 * rng.standard_normal((n_in, options.ydim))
                    ).astype(config.floatX)
     params["b"] = np.zeros((options.ydim,), dtype=config.floatX)
     return params
@@ -333,9 +413,96 @@ def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan")
     return h
 
 
+def conv_pool(tparams, x, mask, width, pool):
+    """Convolution over time (ReLU, "same" padding), then max-pooling over time.
+
+    Parameters
+    ----------
+    x : tensor, ``(n_timesteps, n_samples, dim_emb)``
+    mask : tensor, ``(n_timesteps, n_samples)``
+    width, pool : int
+        Filter width and pooling size (= stride) in time steps.
+
+    Returns
+    -------
+    h : tensor, ``(ceil(n_timesteps / pool), n_samples, conv_filters)``
+    mask : tensor, ``(ceil(n_timesteps / pool), n_samples)``
+        A pooled step is real if any of its steps was.
+
+    Padding never counts: its inputs are zeroed before the convolution (so
+    the words at a review's edges see zeros, as with "same" padding of the
+    review alone) and its outputs before the pooling. The ReLU outputs are
+    >= 0, so a window's max over its real steps is its max. The last window
+    may be short (Keras's ``MaxPooling1D`` would drop it).
+    """
+    n_steps, n_samples = x.shape[0], x.shape[1]
+    W, b = tparams["conv_W"], tparams["conv_b"]  # W: (width, dim_emb, filters)
+    x = x * mask[:, :, None]
+    left = (width - 1) // 2
+    zeros = pt.zeros((width - 1, n_samples, x.shape[2]), dtype=x.dtype)
+    padded = pt.concatenate([zeros[:left], x, zeros[left:]], axis=0)
+    h = sum(pt.dot(padded[k:k + n_steps], W[k]) for k in range(width)) + b
+    h = pt.maximum(h, 0.0) * mask[:, :, None]
+    if pool == 1:
+        return h, mask
+    # Pad the time axis to a multiple of `pool`, then max over each window.
+    n_out = (n_steps + pool - 1) // pool
+    extra = n_out * pool - n_steps
+    h = pt.concatenate([h, pt.zeros((extra, n_samples, h.shape[2]), dtype=h.dtype)])
+    mask = pt.concatenate([mask, pt.zeros((extra, n_samples), dtype=mask.dtype)])
+    h = h.reshape((n_out, pool, n_samples, h.shape[2])).max(axis=1)
+    mask = mask.reshape((n_out, pool, n_samples)).max(axis=1)
+    return h, mask
+
+
 def mean_pool(h, mask):
     """Mean of ``h (n_timesteps, n_samples, dim)`` over the unmasked steps."""
     return (h * mask[:, :, None]).sum(axis=0) / mask.sum(axis=0)[:, None]
+
+
+def max_pool(h, mask):
+    """Maximum of ``h`` over the unmasked steps, per unit."""
+    floor = np.asarray(-np.inf, dtype=config.floatX)
+    return pt.where(mask[:, :, None] > 0, h, floor).max(axis=0)
+
+
+def last_pool(h, mask, bidirectional=False):
+    """The state after the last real token: ``h[-1]``, as a padded step
+    carries the state over unchanged. The backward half of a bidirectional
+    layer ends at the first token: ``h[0]`` (after flipping back)."""
+    if not bidirectional:
+        return h[-1]
+    half = h.shape[2] // 2
+    return pt.concatenate([h[-1, :, :half], h[0, :, half:]], axis=1)
+
+
+def encode_reviews(tparams, options, x, mask):
+    """The model up to the pooled vector, one per review.
+
+    ``x`` (``(n_timesteps, n_samples)`` word ids) -> embeddings -> optional
+    convolution and pooling -> ``options.layers`` LSTMs (each bidirectional
+    if asked: the backward LSTM reads the time-flipped sequence and its
+    states are flipped back and concatenated) -> mean/last/max pooling.
+    Returns ``(n_samples, dim_proj * directions)``.
+    """
+    n_timesteps, n_samples = x.shape[0], x.shape[1]
+    if options.lstm_impl == "fused":  # the same lookup, with a faster gradient
+        emb = fused_lstm.embedding(tparams["Wemb"], x.flatten())
+    else:
+        emb = tparams["Wemb"][x.flatten()]
+    h = emb.reshape([n_timesteps, n_samples, options.emb_dim])
+    if options.conv_filters:
+        h, mask = conv_pool(tparams, h, mask, options.conv_width, options.pool)
+    for layer in lstm_prefixes(options):
+        states = [lstm_layer(tparams, h, mask, options.dim_proj, prefix=layer[0],
+                             impl=options.lstm_impl)]
+        if options.bidirectional:
+            states.append(lstm_layer(tparams, h[::-1], mask[::-1], options.dim_proj,
+                                     prefix=layer[1], impl=options.lstm_impl)[::-1])
+        h = pt.concatenate(states, axis=2) if len(states) > 1 else states[0]
+    if options.pooling == "last":
+        return last_pool(h, mask, options.bidirectional)
+    return {"mean": mean_pool, "max": max_pool}[options.pooling](h, mask)
 
 
 def build_model(tparams, options, dropout_rng=None):
@@ -360,17 +527,8 @@ def build_model(tparams, options, dropout_rng=None):
     x = pt.matrix("x", dtype="int64")
     mask = pt.matrix("mask", dtype=config.floatX)
     y = pt.vector("y", dtype="int64")
-
-    n_timesteps = x.shape[0]
     n_samples = x.shape[1]
-
-    if options.lstm_impl == "fused":  # the same lookup, with a faster gradient
-        emb = fused_lstm.embedding(tparams["Wemb"], x.flatten())
-    else:
-        emb = tparams["Wemb"][x.flatten()]
-    emb = emb.reshape([n_timesteps, n_samples, options.dim_proj])
-    proj = mean_pool(lstm_layer(tparams, emb, mask, options.dim_proj,
-                                impl=options.lstm_impl), mask)
+    proj = encode_reviews(tparams, options, x, mask)
 
     def classify(p):
         return pt.special.softmax(pt.dot(p, tparams["U"]) + tparams["b"], axis=-1)
@@ -528,6 +686,53 @@ def rmsprop(lr, tparams, grads, inputs, cost, updates=(), mode=None):
             zipped_grads + running_grads + running_grads2 + updir)
 
 
+def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
+         beta1=0.9, beta2=0.999, epsilon=1e-8):
+    """Adam [Adam2015]_, Algorithm 1 of the paper (the constants are its defaults).
+
+    With step count ``t``, gradient ``g`` and learning rate ``lr``::
+
+        t <- t + 1
+        m <- beta1 m + (1 - beta1) g
+        v <- beta2 v + (1 - beta2) g^2
+        p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + epsilon)
+
+    ``lr`` is ``--lrate`` (the paper's and Keras's default is 0.001; Keras
+    puts its epsilon, 1e-7, outside the bias correction of ``v``).
+    Parameters and returns as :func:`sgd`.
+
+    References
+    ----------
+    .. [Adam2015] Diederik P. Kingma and Jimmy Ba, *Adam: A Method for
+       Stochastic Optimization*, ICLR 2015, arXiv:1412.6980.
+    """
+    zipped_grads = _zeros_like_params(tparams, "grad")
+    m = _zeros_like_params(tparams, "adam_m")
+    v = _zeros_like_params(tparams, "adam_v")
+    t = pytensor.shared(numpy_floatX(0.0), name="adam_t")
+    zgup = [(zg, g) for zg, g in zip(zipped_grads, grads)]
+    f_grad_shared = pytensor.function(inputs, cost, updates=list(updates) + zgup,
+                                      name="adam_f_grad_shared", mode=mode)
+    t_new = t + 1.0
+    fix1 = 1.0 - pt.constant(numpy_floatX(beta1)) ** t_new
+    fix2 = 1.0 - pt.constant(numpy_floatX(beta2)) ** t_new
+    new = []
+    for p, g, m_, v_ in zip(tparams.values(), zipped_grads, m, v):
+        m_t = beta1 * m_ + (1.0 - beta1) * g
+        v_t = beta2 * v_ + (1.0 - beta2) * g ** 2
+        step = lr * (m_t / fix1) / (pt.sqrt(v_t / fix2) + epsilon)
+        new += [(m_, m_t), (v_, v_t), (p, p - step)]
+    f_update = pytensor.function([lr], [], updates=new + [(t, t_new)],
+                                 name="adam_f_update", mode=mode)
+    return f_grad_shared, f_update, zipped_grads + m + v + [t]
+
+
+def trainable_params(tparams, options):
+    """The shared variables training changes: all but a frozen ``Wemb``."""
+    return OrderedDict((k, v) for k, v in tparams.items()
+                       if not (k == "Wemb" and options.freeze_embeddings))
+
+
 def compile_model(options, params, dropout_rng=None):
     """Shared variables and compiled functions for ``params``.
 
@@ -539,11 +744,13 @@ def compile_model(options, params, dropout_rng=None):
     inputs = [model["x"], model["mask"], model["y"]]
     f_pred_prob = pytensor.function(inputs[:2], model["pred"],
                                     name="f_pred_prob", mode=options.mode)
-    grads = pytensor.grad(model["cost"], wrt=list(tparams.values()))
+    trainable = trainable_params(tparams, options)
+    grads = pytensor.grad(model["cost"], wrt=list(trainable.values()))
     lr = pt.scalar(name="lr", dtype=config.floatX)
-    optimizer = {"adadelta": adadelta, "rmsprop": rmsprop, "sgd": sgd}[options.optimizer]
+    optimizer = {"adadelta": adadelta, "rmsprop": rmsprop, "sgd": sgd,
+                 "adam": adam}[options.optimizer]
     f_grad_shared, f_update, state = optimizer(
-        lr, tparams, grads, inputs, model["cost"], updates=model["updates"].items(),
+        lr, trainable, grads, inputs, model["cost"], updates=model["updates"].items(),
         mode=options.mode)
     return dict(tparams=tparams, f_pred_prob=f_pred_prob,
                 f_grad_shared=f_grad_shared, f_update=f_update,
@@ -578,9 +785,27 @@ def pred_error(f_pred_prob, prepare_data, data, iterator):
     return float(1.0 - np.mean(preds == np.asarray(data[1])))
 
 
-def evaluate(f_pred_prob, splits, batch_size):
+def batcher(options):
+    """The minibatch builder for ``options``: ``f(seqs, labels, maxlen=None)
+    -> (x, mask, labels)``, ``x`` time first.
+
+    :func:`imdb.prepare_data` (the tutorial's: padded to the longest review
+    of the minibatch), or with ``pad_to`` :func:`imdb.prepare_padded`
+    (Keras's ``pad_sequences``: truncated and padded to ``pad_to``).
+    """
+    if not options.pad_to:
+        return imdb.prepare_data
+    align = options.pool if options.conv_filters else 1
+
+    def prepare(seqs, labels, maxlen=None):
+        return imdb.prepare_padded(seqs, labels, options.pad_to, options.padding,
+                                   options.truncating, align=align)
+    return prepare
+
+
+def evaluate(f_pred_prob, splits, batch_size, prepare_data=imdb.prepare_data):
     """Error of each split in ``splits`` (a dict name -> (x, y))."""
-    return {name: pred_error(f_pred_prob, imdb.prepare_data, data,
+    return {name: pred_error(f_pred_prob, prepare_data, data,
                              get_minibatches_idx(len(data[0]), batch_size))
             for name, data in splits.items()}
 
@@ -736,6 +961,7 @@ class Trainer:
         self.model = model
         self.out = out
         self.callback = callback
+        self.prepare_data = batcher(options)
         self.eidx = 0  # the current epoch
         self.uidx = 0  # the number of updates done
         self.order = None  # this epoch's shuffled example order
@@ -787,7 +1013,7 @@ class Trainer:
         y = [self.train_set[1][t] for t in train_index]
         x = [self.train_set[0][t] for t in train_index]
         # x: (n_timesteps, n_samples) -- prepare_data swaps the axes.
-        x, mask, y = imdb.prepare_data(x, y)
+        x, mask, y = self.prepare_data(x, y)
         cost = self.model["f_grad_shared"](x, mask, y)
         self.model["f_update"](numpy_floatX(o.lrate))
         self.uidx += 1
@@ -815,7 +1041,7 @@ class Trainer:
         o = self.options
         errs = evaluate(self.model["f_pred_prob"], {
             "train": self.train_set, "valid": self.valid_set, "test": self.test_set},
-            o.valid_batch_size)
+            o.valid_batch_size, self.prepare_data)
         self.history_errs.append([errs["valid"], errs["test"]])
         valid_errs = np.array(self.history_errs)[:, 0]
         is_best = self.best_p is None or errs["valid"] <= valid_errs.min()
@@ -962,14 +1188,23 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
     options.validate()
     rngs = make_rngs(options.seed)
     data = load_splits(options, rngs, source, out)
-    options = dataclasses.replace(options, ydim=int(max(data[0][1])) + 1)
+    words = read_dictionary(options, required=bool(options.embeddings) and not resume)
+    options = dataclasses.replace(options, ydim=int(max(data[0][1])) + 1,
+                                  dict_sha256=dictionary_digest(words, options.n_words)
+                                  if words is not None else "")
     print("model options", json.dumps(dataclasses.asdict(options), sort_keys=True),
           file=out)
 
     print("Building model", file=out)
     params = init_params(options, rngs["init"])
+    if options.embeddings and not resume:
+        ids, vectors, info = embeddings.load_vectors(options.embeddings, words,
+                                                     options.n_words, options.emb_dim)
+        params["Wemb"] = embeddings.apply_vectors(params["Wemb"], ids, vectors)
+        print(embeddings.describe(info, options.embeddings), file=out)
     if options.reload_model and not resume:
         load_params(options.reload_model, params)
+    print(model_summary(options, params), file=out)
     init_sha256 = params_digest(params)
     model = compile_model(options, params, rngs["dropout"])
     trainer = Trainer(options, data, rngs, model, out, callback)
@@ -997,7 +1232,7 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
     best_p = trainer.best_params()
     zipp(best_p, model["tparams"])
     errs = evaluate(model["f_pred_prob"], dict(zip(("train", "valid", "test"), data)),
-                    options.valid_batch_size)
+                    options.valid_batch_size, batcher(options))
     print("Train ", errs["train"], "Valid ", errs["valid"], "Test ", errs["test"], file=out)
     if options.saveto:
         save_model(options.saveto, best_p, trainer.history_errs, options,
@@ -1010,7 +1245,79 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
                 train_err=errs["train"], valid_err=errs["valid"], test_err=errs["test"],
                 epochs=epochs, updates=trainer.uidx, seconds=trainer.elapsed,
                 history_errs=trainer.history_errs, best_update=trainer.best_update,
-                n_train=len(data[0][0]), init_sha256=init_sha256)
+                n_train=len(data[0][0]), n_valid=len(data[1][0]), n_test=len(data[2][0]),
+                init_sha256=init_sha256)
+
+
+def read_dictionary(options, required=False):
+    """The word dictionary beside ``options.dataset``, or None if there is none
+    (an error when ``required``)."""
+    path = imdb.dict_path_for(options.dataset)
+    if not required and not os.path.exists(path):
+        return None
+    return imdb.load_dict(path)
+
+
+def dictionary_digest(words, n_words):
+    """SHA-256 of the dictionary's words with ids below ``n_words``: the part a
+    model depends on (saved as ``dict_sha256``; :class:`Predictor` checks it)."""
+    pairs = sorted((i, w) for w, i in words.items() if i < n_words)
+    return hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def layer_table(options):
+    """The model's layers: ``(name, kind, output_shape, parameter_names)``.
+
+    Shapes are time first: ``T`` time steps (``pad_to`` when set), ``N``
+    reviews.
+    """
+    T = str(options.pad_to) if options.pad_to else "T"
+    dirs = 2 if options.bidirectional else 1
+    rows = [("embedding", "Embedding", (T, "N", options.emb_dim), ["Wemb"])]
+    if options.conv_filters:
+        rows.append(("conv", "Conv1D w=%d, relu" % options.conv_width,
+                     (T, "N", options.conv_filters), ["conv_W", "conv_b"]))
+        if options.pool > 1:
+            T = (str(-(-int(T) // options.pool)) if T.isdigit()
+                 else "ceil(T/%d)" % options.pool)
+            rows.append(("pool", "MaxPool1D %d" % options.pool,
+                         (T, "N", options.conv_filters), []))
+    for layer in lstm_prefixes(options):
+        for prefix in layer:
+            kind = "LSTM, backward" if prefix.endswith("_rev") else "LSTM"
+            rows.append((prefix, kind, (T, "N", options.dim_proj),
+                         [_p(prefix, k) for k in "WUb"]))
+        if dirs == 2:
+            rows.append(("concat", "Concatenate", (T, "N", dirs * options.dim_proj), []))
+    rows.append(("pooling", "%s over real steps" % options.pooling.capitalize(),
+                 ("N", dirs * options.dim_proj), []))
+    if options.use_dropout:
+        rows.append(("dropout", "Dropout 0.5", ("N", dirs * options.dim_proj), []))
+    rows.append(("classifier", "Dense, softmax", ("N", options.ydim), ["U", "b"]))
+    return rows
+
+
+def model_summary(options, params):
+    """A Keras-like ``model.summary()``: each layer, its output shape and
+    parameter count, then the totals (of the arrays in ``params``)."""
+    rows = layer_table(options)
+    named = [name for row in rows for name in row[3]]
+    assert sorted(named) == sorted(params), "layer_table misses parameters"
+    frozen = set(params) - set(trainable_params(OrderedDict(
+        (k, None) for k in params), options))
+    lines = ["%-14s %-26s %-22s %12s" % ("Layer", "Type", "Output shape", "Param #")]
+    lines.append("=" * len(lines[0]))
+    for name, kind, shape, names in rows:
+        count = sum(params[k].size for k in names)
+        lines.append("%-14s %-26s %-22s %12s" % (
+            name, kind, "(%s)" % ", ".join(map(str, shape)), "{:,}".format(count)))
+    lines.append("=" * len(lines[0]))
+    total = sum(v.size for v in params.values())
+    fixed = sum(params[k].size for k in frozen)
+    lines += ["Total params: {:,}".format(total),
+              "Trainable params: {:,}".format(total - fixed),
+              "Non-trainable params: {:,}".format(fixed)]
+    return "\n".join(lines)
 
 
 def params_digest(params):
@@ -1042,8 +1349,10 @@ def add_training_args(parser, exclude=(), title="training options"):
     a("--dim-proj", type=int, default=d.dim_proj,
       help="word embedding size and number of LSTM hidden units")
     a("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
-      help="update rule (the tutorial's: adadelta and rmsprop ignore --lrate)")
-    a("--lrate", type=float, default=d.lrate, help="learning rate for sgd")
+      help="update rule (the tutorial's three, and adam; adadelta and rmsprop ignore "
+           "--lrate)")
+    a("--lrate", type=float, default=d.lrate,
+      help="learning rate for sgd and adam (adam's usual value: 0.001)")
     a("--max-epochs", type=int, default=d.max_epochs,
       help="maximum number of passes over the training set")
     a("--patience", type=int, default=d.patience,
@@ -1088,38 +1397,164 @@ def add_training_args(parser, exclude=(), title="training options"):
     a("--lstm-impl", dest="lstm_impl", default=d.lstm_impl, choices=LSTM_IMPLS,
       help="the LSTM recurrence: fused (fused_lstm.py's Ops, fast) or scan (the "
            "tutorial's formulation, the reference); the same function")
+    a("--dim-emb", type=int, default=d.dim_emb,
+      help="word embedding size (0: --dim-proj, as the tutorial)")
+    a("--layers", type=int, default=d.layers, help="number of stacked LSTM layers")
+    a("--bidirectional", action="store_true",
+      help="each LSTM layer also reads the review backwards (outputs concatenated)")
+    a("--conv-filters", type=int, default=d.conv_filters,
+      help="> 0: a convolution over time with this many filters (ReLU) before the LSTM")
+    a("--conv-width", type=int, default=d.conv_width,
+      help="the convolution's width in tokens ('same' padding)")
+    a("--pool", type=int, default=d.pool,
+      help="max-pooling over time after the convolution: window = stride = P steps")
+    a("--pooling", choices=POOLINGS, default=d.pooling,
+      help="hidden states -> one vector per review: mean (the tutorial), last (the "
+           "state after the last real token) or max, over real tokens only")
+    a("--pad-to", type=int, default=d.pad_to,
+      help="> 0: pad/truncate every review to N tokens (Keras's pad_sequences) "
+           "instead of dropping long reviews; use with --maxlen 0")
+    a("--padding", choices=SIDES, default=d.padding,
+      help="with --pad-to: pad before (pre) or after (post) the words")
+    a("--truncating", choices=SIDES, default=d.truncating,
+      help="with --pad-to: cut a long review's beginning (pre) or end (post)")
+    a("--embeddings", default=d.embeddings, metavar="FILE",
+      help="initialise Wemb from pre-trained vectors: word2vec/fastText .vec or GloVe "
+           "text format, gzip too; coverage is reported")
+    a("--freeze-embeddings", action="store_true",
+      help="do not train Wemb (with --embeddings or --reload-model)")
     return group
 
 
+PRESET_DIR = os.path.join(HERE, "presets")
+
+
+def preset_names():
+    """The presets shipped in ``presets/`` (``tutorial``, ``keras-imdb``, ...)."""
+    return sorted(f[:-5] for f in os.listdir(PRESET_DIR) if f.endswith(".json"))
+
+
+def read_config_file(path):
+    """The options in a JSON config file (a preset): a dict of Config fields.
+
+    A ``"description"`` string is allowed and dropped; any other unknown key,
+    or a value of the wrong type, is an error naming the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+        if not isinstance(values, dict):
+            raise ValueError("not a JSON object")
+        values.pop("description", None)
+        Config.from_dict(values).validate()
+    except FileNotFoundError:
+        raise DataError("%s: no such config file" % path) from None
+    except (OSError, ValueError, TypeError, RecursionError) as exc:
+        raise DataError("%s: bad config file (%s)"
+                        % (path, " ".join(str(exc).split()) or type(exc).__name__)) from None
+    return values
+
+
+def add_config_args(parser):
+    """``--preset NAME`` and ``--config FILE`` (read by :func:`parse_with_config`)."""
+    parser.add_argument(
+        "--preset", default=None, metavar="NAME",
+        help="start from a named set of options, presets/NAME.json (%s); flags given "
+             "on the command line win" % ", ".join(preset_names()))
+    parser.add_argument(
+        "--config", default=None, metavar="FILE",
+        help="start from the options in this JSON file (e.g. a copy of a preset); "
+             "applied after --preset, before the command-line flags")
+
+
+def parse_with_config(parser, argv=None):
+    """Parse ``argv`` with the options of ``--preset`` and ``--config`` as defaults:
+    defaults < preset < config file < flags. Raises DataError on a bad file."""
+    first, _ = parser.parse_known_args(argv)
+    defaults = {}
+    if first.preset:
+        if first.preset not in preset_names():
+            parser.error("unknown preset %r (choose from %s)"
+                         % (first.preset, ", ".join(preset_names())))
+        defaults.update(read_config_file(os.path.join(PRESET_DIR, first.preset + ".json")))
+    if first.config:
+        defaults.update(read_config_file(first.config))
+    parser.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
 def build_parser():
-    """The command line of ``lstm.py``."""
+    """The command line of ``lstm.py`` (``lstm.py predict`` has its own)."""
     p = argparse.ArgumentParser(
         description="Train the deeplearning.net tutorial's LSTM sentiment "
                     "classifier on IMDB (or a corpus made by imdb_preprocess.py). "
                     "With no option it runs the tutorial: train_lstm(max_epochs=100, "
-                    "test_size=500).",
+                    "test_size=500). Also: 'lstm.py predict' classifies raw text with "
+                    "a saved model; 'lstm.py evaluate' gives its accuracy, confusion "
+                    "matrix and accuracy by review length (each has --help).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_training_args(p)
     a = p.add_argument
+    add_config_args(p)
+    add_training_args(p)
     a("--resume", default=None, metavar="CHECKPOINT",
       help="continue a run exactly from its checkpoint (<model>.ckpt.npz, written every "
            "--save-freq updates and on Ctrl-C); the checkpoint's options are used and "
            "the other options are ignored")
+    a("--summary", action="store_true",
+      help="print the model's layers, output shapes and parameter counts, then exit")
     a("--debug", action="store_true", help="show tracebacks on errors")
     return p
 
 
+def parse_options(argv=None):
+    """Parse ``lstm.py``'s command line: defaults < ``--preset`` < ``--config``
+    < flags. Returns ``(parser, args)``; raises DataError on a bad config file."""
+    parser = build_parser()
+    return parser, parse_with_config(parser, argv)
+
+
+def print_summary(options, out=None):
+    """``--summary``: the model's table, without training (ydim from the
+    dataset when it is there, else 2)."""
+    ydim = options.ydim
+    if not ydim:
+        if os.path.exists(options.dataset):
+            train, _ = imdb.load_dataset_file(options.dataset)
+            ydim = int(max(train[1])) + 1
+        else:
+            ydim = 2
+            print("(%s not found: 2 classes assumed)" % options.dataset, file=out)
+    options = dataclasses.replace(options, ydim=ydim)
+    params = init_params(options, make_rngs(options.seed)["init"])
+    print(model_summary(options, params), file=out)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["predict"]:
+        return predict_main(argv[1:])
+    if argv[:1] == ["evaluate"]:
+        return evaluate_main(argv[1:])
+    try:
+        parser, args = parse_options(argv)
+    except DataError as exc:
+        print("lstm.py: error: %s" % str(exc).splitlines()[0], file=sys.stderr)
+        return 2
     values = vars(args)
     debug = values.pop("debug")
     source = values.pop("source")
     resume = values.pop("resume")
+    summary = values.pop("summary")
+    for key in ("preset", "config"):
+        values.pop(key)
     try:
         options = Config.from_dict(values).validate()
     except ValueError as exc:
-        build_parser().error(str(exc))
+        parser.error(str(exc))
     try:
+        if summary:
+            print_summary(options)
+            return 0
         result = train_lstm(options, source=source, resume=resume)
     except DataError as exc:
         if debug:
@@ -1127,6 +1562,248 @@ def main(argv=None):
         print("lstm.py: error: %s" % str(exc).splitlines()[0], file=sys.stderr)
         return 2
     return {"ok": 0, "interrupted": 130}.get(result["status"], 1)
+
+
+# ---------------------------------------------------------------------------
+# Prediction on raw text.
+# ---------------------------------------------------------------------------
+class Predictor:
+    """A saved model, ready to classify raw text.
+
+    Parameters
+    ----------
+    model : str
+        The ``.npz`` model; its options are read from the JSON beside it.
+    dictionary : str, optional
+        The word dictionary (default: the one beside the options' dataset).
+        It must be the one the model was trained with (checked against the
+        options' ``dict_sha256``).
+
+    Texts are tokenized by :func:`imdb_preprocess.tokenize`, the tokenizer
+    that made the dataset, and cut/padded as in training (``pad_to``).
+    """
+
+    def __init__(self, model="lstm_model.npz", dictionary=None):
+        import imdb_preprocess  # the shared tokenizer (loads sacremoses)
+        self.tokenize = imdb_preprocess.tokenize
+        options = load_options(model)
+        dictionary = dictionary or imdb.dict_path_for(options.dataset)
+        self.words = imdb.load_dict(dictionary)
+        digest = dictionary_digest(self.words, options.n_words)
+        if not options.dict_sha256:
+            raise DataError("%s: the model was trained without a dictionary digest "
+                            "(no dictionary beside its dataset): cannot check %s"
+                            % (model_paths(model)[0], dictionary))
+        if digest != options.dict_sha256:
+            raise DataError("%s: not the dictionary %s was trained with (its first %d "
+                            "words differ)" % (dictionary, model, options.n_words))
+        self.options, self.f_pred_prob = load_model(model, options)
+        self.prepare_data = batcher(options)
+        self.label_names = _label_names(options)
+
+    def encode(self, text):
+        """Word ids of ``text`` (ids >= n_words and unknown words become 1)."""
+        n_words, get = self.options.n_words, self.words.get
+        ids = [get(w, 1) for w in self.tokenize(text)]
+        return [i if i < n_words else 1 for i in ids]
+
+    def predict_proba(self, texts):
+        """Class probabilities, ``(len(texts), ydim)``."""
+        seqs = [self.encode(t) for t in texts]
+        for n, seq in enumerate(seqs):
+            if not seq:
+                raise ValueError("text %d has no words" % (n + 1))
+        order = sorted(range(len(seqs)), key=lambda n: len(seqs[n]))  # less padding
+        batches = get_minibatches_idx(len(seqs), self.options.valid_batch_size)
+        sorted_seqs = [seqs[n] for n in order]
+        probs = pred_probs(self.f_pred_prob, self.prepare_data,
+                           (sorted_seqs, [0] * len(seqs)), batches)
+        out = np.empty_like(probs)
+        out[order] = probs
+        return out
+
+    def predict(self, texts):
+        """One dict per text: ``label`` (int), ``name``, ``probability`` (of that
+        label) and ``probs`` (every class)."""
+        probs = self.predict_proba(texts)
+        return [dict(label=int(p.argmax()), name=self.label_names[int(p.argmax())],
+                     probability=float(p.max()), probs=[float(v) for v in p])
+                for p in probs]
+
+
+def load_model(model, options=None):
+    """A saved model's options and its compiled ``f_pred_prob(x, mask)``.
+
+    The options come from the JSON beside ``model`` unless given; the arrays
+    must fit them (else a one-line :class:`imdb.DataError`).
+    """
+    options = options or load_options(model)
+    if not options.ydim:
+        raise DataError("%s: the options have no ydim (not saved by training)"
+                        % model_paths(model)[0])
+    options = dataclasses.replace(options, lstm_impl="fused")
+    params = load_params(model, init_params(options, make_rngs(0)["init"]))
+    built = build_model(init_tparams(params), options, np.random.default_rng(0))
+    f_pred_prob = pytensor.function([built["x"], built["mask"]], built["pred"],
+                                    name="f_pred_prob", mode=options.mode)
+    return options, f_pred_prob
+
+
+LENGTH_BUCKETS = (0, 100, 200, 300, 500, 1000)
+
+
+def evaluate_model(model, dataset=None, split="test"):
+    """Accuracy, confusion matrix and accuracy by review length of a saved model.
+
+    Every review of ``split`` (``"test"`` or ``"train"``) of ``dataset``
+    (default: the model's) is classified, as the model was trained
+    (``n_words``, ``pad_to``). Returns a dict: ``n``, ``accuracy``,
+    ``confusion`` (``[true][predicted]`` counts), ``labels`` (names) and
+    ``by_length`` (one dict per bucket of review length in tokens: ``from``,
+    ``to``, ``n``, ``accuracy``).
+    """
+    options, f_pred_prob = load_model(model)
+    dataset = dataset or options.dataset
+    train, test = imdb.load_dataset_file(dataset)
+    x, y = test if split == "test" else train
+    if max(y) >= options.ydim:
+        raise DataError("%s: label %d, but the model %s has %d classes"
+                        % (dataset, max(y), model, options.ydim))
+    x = imdb._remove_unk(x, options.n_words)
+    order = sorted(range(len(x)), key=lambda n: len(x[n]))  # less padding
+    probs = pred_probs(f_pred_prob, batcher(options), ([x[n] for n in order], [0] * len(x)),
+                       get_minibatches_idx(len(x), options.valid_batch_size))
+    pred = np.empty(len(x), dtype="int64")
+    pred[order] = probs.argmax(axis=1)
+    y = np.asarray(y, dtype="int64")
+    lengths = np.array([len(s) for s in x])
+    confusion = np.zeros((options.ydim, options.ydim), dtype="int64")
+    np.add.at(confusion, (y, pred), 1)
+    edges = list(LENGTH_BUCKETS) + [None]
+    by_length = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (lengths >= lo) & (lengths < (hi if hi is not None else np.inf))
+        if sel.any():
+            by_length.append({"from": lo, "to": hi, "n": int(sel.sum()),
+                              "accuracy": float((pred[sel] == y[sel]).mean())})
+    names = _label_names(options)
+    return dict(model=model, dataset=dataset, split=split, n=len(y),
+                accuracy=float((pred == y).mean()), confusion=confusion.tolist(),
+                labels=[names[i] for i in range(options.ydim)], by_length=by_length)
+
+
+def evaluation_text(r):
+    """:func:`evaluate_model`'s result as a short report."""
+    width = max(len(n) for n in r["labels"]) + 2
+    lines = ["%s on %s (%s, %d reviews)" % (r["model"], r["dataset"], r["split"], r["n"]),
+             "accuracy %.4f (error %.4f)" % (r["accuracy"], 1 - r["accuracy"]), "",
+             "confusion matrix (rows: true label, columns: predicted)",
+             " " * width + "".join("%10s" % n for n in r["labels"])]
+    for name, row in zip(r["labels"], r["confusion"]):
+        lines.append(name.ljust(width) + "".join("%10d" % v for v in row))
+    lines += ["", "accuracy by review length (tokens)"]
+    for b in r["by_length"]:
+        span = "%d-%d" % (b["from"], b["to"] - 1) if b["to"] else ">= %d" % b["from"]
+        lines.append("%12s  %6d reviews  %.4f" % (span, b["n"], b["accuracy"]))
+    return "\n".join(lines)
+
+
+def evaluate_main(argv):
+    """``lstm.py evaluate``: accuracy, confusion matrix, accuracy by length."""
+    p = argparse.ArgumentParser(
+        prog="lstm.py evaluate",
+        description="Evaluate a saved model on every review of a preprocessed split: "
+                    "accuracy, confusion matrix, accuracy by review length.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=Config().saveto, help="the saved model (.npz)")
+    p.add_argument("--dataset", default=None,
+                   help="preprocessed corpus (default: the model's own)")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="which part of the dataset file")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    args = p.parse_args(argv)
+    try:
+        result = evaluate_model(args.model, args.dataset, args.split)
+    except DataError as exc:
+        if args.debug:
+            raise
+        print("lstm.py evaluate: error: %s" % str(exc).splitlines()[0], file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else evaluation_text(result))
+    return 0
+
+
+def _label_names(options):
+    """Label id -> name: ``<dataset>.labels.json`` when there is one, else
+    ``neg``/``pos`` for two classes (IMDB's 0/1), else the ids."""
+    names = {i: str(i) for i in range(options.ydim)}
+    if options.ydim == 2:
+        names = {0: "neg", 1: "pos"}
+    path = imdb._stem(options.dataset) + ".labels.json"
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                names.update({int(i): str(n) for n, i in json.load(f).items()})
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise DataError("%s: bad labels file (%s)" % (path, exc)) from None
+    return names
+
+
+def predict(texts, model="lstm_model.npz", dictionary=None):
+    """Classify raw texts with a saved model: a list of dicts (see
+    :meth:`Predictor.predict`). Loads the model on each call; keep a
+    :class:`Predictor` to classify many batches."""
+    return Predictor(model, dictionary).predict(list(texts))
+
+
+def predict_main(argv):
+    """``lstm.py predict``: label and probability of each text."""
+    p = argparse.ArgumentParser(
+        prog="lstm.py predict",
+        description="Classify raw reviews with a saved model: one line per review, "
+                    "'label<TAB>probability<TAB>text'. Texts come from the arguments, "
+                    "else --file, else standard input (one review per line; blank "
+                    "lines are skipped).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("texts", nargs="*", help="reviews to classify")
+    p.add_argument("--model", default=Config().saveto, help="the saved model (.npz)")
+    p.add_argument("--dict", default=None, metavar="PATH",
+                   help="word dictionary (default: the one beside the model's dataset)")
+    p.add_argument("--file", default=None, metavar="PATH",
+                   help="read reviews from this file, one per line ('-': stdin)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per review (text, label, name, "
+                        "probability, probs)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    args = p.parse_args(argv)
+    try:
+        texts = args.texts
+        if not texts:
+            if args.file and args.file != "-":
+                try:
+                    with open(args.file, encoding="utf-8") as f:
+                        texts = f.read().splitlines()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise DataError("%s: cannot read (%s)" % (args.file, exc)) from None
+            else:
+                texts = sys.stdin.read().splitlines()
+        texts = [t for t in texts if t.strip()]
+        if not texts:
+            p.error("no text to classify")
+        results = Predictor(args.model, args.dict).predict(texts)
+    except (DataError, ValueError) as exc:
+        if args.debug:
+            raise
+        print("lstm.py predict: error: %s" % str(exc).splitlines()[0], file=sys.stderr)
+        return 2
+    for text, r in zip(texts, results):
+        if args.json:
+            print(json.dumps(dict(text=text, **r), ensure_ascii=False))
+        else:
+            snippet = text if len(text) <= 60 else text[:57] + "..."
+            print("%s\t%.4f\t%s" % (r["name"], r["probability"], snippet))
+    return 0
 
 
 if __name__ == "__main__":

@@ -276,7 +276,7 @@ def test_training_flags_are_parsed_into_the_common_options(tmp_path):
     (["--resume", "m.ckpt.npz"], "lstm.py --resume"),
     (["--resume"], "lstm.py --resume"),
     (["--optim", "sgd"], "unrecognized"),  # no abbreviations: --optim is not --optimizers
-    (["--optimizers", "adam"], "invalid choice"),
+    (["--optimizers", "adamw"], "invalid choice"),
     (["--seeds", "-1"], "0 or more"),
     (["--dim-proj", "0"], "dim_proj must be at least 1"),
 ])
@@ -294,7 +294,7 @@ def test_help_documents_every_flag(capsys):
     text = capsys.readouterr().out
     for flag in ("--optimizers", "--seeds", "--max-epochs", "--out"):
         assert flag in text
-    rejected = {"--optimizer", "--seed", "--saveto", "--resume"}
+    rejected = {"--optimizer", "--seed", "--saveto", "--resume", "--summary"}
     for action in lstm.build_parser()._actions:
         for flag in action.option_strings:
             found = re.search(r"(^|\s|,)%s(\s|,|=|$)" % re.escape(flag), text, re.M)
@@ -311,3 +311,11 @@ def test_missing_dataset_is_a_one_line_error(tmp_path):
     assert err.startswith("compare_optimizers.py: error: %s" % missing)
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_a_preset_sets_the_common_options(tmp_path):
+    args, base = co.parse_args(["--preset", "keras-imdb", "--out", str(tmp_path),
+                                "--batch-size", "32"])
+    assert (base.pad_to, base.dim_emb, base.pooling, base.batch_size) == (500, 32, "last", 32)
+    assert args.optimizers == list(lstm.TUTORIAL_OPTIMIZERS)  # the preset's adam is one run's
+    assert base.saveto == ""

@@ -224,7 +224,7 @@ def test_config_rejects_unknown_keys_and_bad_values():
     with pytest.raises(ValueError, match="unknown option"):
         lstm.Config.from_dict({"dim_proj": 3, "encoder": "lstm"})
     with pytest.raises(ValueError, match="optimizer"):
-        lstm.Config(optimizer="adam").validate()
+        lstm.Config(optimizer="adamw").validate()
 
 
 # -- training ---------------------------------------------------------------

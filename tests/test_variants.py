@@ -1,0 +1,532 @@
+"""The model variants (stacked, bidirectional, convolution, pooling, dim_emb),
+Keras-style padding, Adam, presets, pre-trained embeddings, the summary and
+prediction on raw text."""
+import dataclasses
+import gzip
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import pytensor
+from pytensor import config
+
+import imdb
+import lstm
+from conftest import synthetic_corpus, write_corpus
+from test_lstm import sigmoid
+
+
+def np_lstm(emb, W, U, b):
+    """Reference LSTM over one review's real tokens: emb (L, n_in) -> (L, dim)."""
+    d = U.shape[0]
+    h, c, out = np.zeros(d), np.zeros(d), []
+    for x in emb:
+        z = x @ W + h @ U + b
+        i, f, o = sigmoid(z[:d]), sigmoid(z[d:2 * d]), sigmoid(z[2 * d:3 * d])
+        c = f * c + i * np.tanh(z[3 * d:])
+        h = o * np.tanh(c)
+        out.append(h)
+    return np.stack(out)
+
+
+# -- a NumPy reference that never sees padding --------------------------------
+def relu(z):
+    return np.maximum(z, 0.0)
+
+
+def np_review(params, o, ids):
+    """The pooled vector of one review, computed on its real tokens only."""
+    h = params["Wemb"][ids].astype("float64")  # (L, dim_emb)
+    if o.conv_filters:
+        W, L = params["conv_W"], len(ids)
+        left = (o.conv_width - 1) // 2
+        padded = np.concatenate([np.zeros((left, h.shape[1])), h,
+                                 np.zeros((o.conv_width - 1 - left, h.shape[1]))])
+        h = relu(sum(padded[k:k + L] @ W[k] for k in range(o.conv_width)) + params["conv_b"])
+        h = np.stack([h[s:s + o.pool].max(0) for s in range(0, L, o.pool)])
+    for layer in lstm.lstm_prefixes(o):
+        def run(prefix, seq):
+            return np_lstm(seq, params[prefix + "_W"], params[prefix + "_U"],
+                           params[prefix + "_b"])
+        outs = [run(layer[0], h)]
+        if o.bidirectional:
+            outs.append(run(layer[1], h[::-1])[::-1])
+        h = np.concatenate(outs, axis=1)
+    if o.pooling == "mean":
+        return h.mean(0)
+    if o.pooling == "max":
+        return h.max(0)
+    d = o.dim_proj  # last: forward ends at the last token, backward at the first
+    return np.concatenate([h[-1, :d], h[0, d:]]) if o.bidirectional else h[-1]
+
+
+def np_predict(params, o, seqs):
+    proj = np.stack([np_review(params, o, s) for s in seqs])
+    z = (0.5 if o.use_dropout else 1.0) * proj @ params["U"] + params["b"]
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+VARIANTS = {
+    "tutorial": dict(),
+    "dim-emb": dict(dim_emb=5),
+    "stacked": dict(layers=2),
+    "bidirectional": dict(bidirectional=True),
+    "bi-last": dict(bidirectional=True, pooling="last"),
+    "stacked-bi-max": dict(layers=2, bidirectional=True, pooling="max"),
+    "last": dict(pooling="last"),
+    "conv": dict(conv_filters=6, conv_width=3, pool=2),
+    "conv-even-width-pool3-last": dict(conv_filters=4, conv_width=4, pool=3, pooling="last",
+                                       dim_emb=7),
+    "everything": dict(conv_filters=5, conv_width=2, pool=2, layers=2, bidirectional=True,
+                       pooling="max", dim_emb=6, use_dropout=True),
+}
+
+
+def variant_options(**kw):
+    base = dict(dim_proj=4, n_words=30, ydim=3, use_dropout=False, saveto="")
+    base.update(kw)
+    return lstm.Config(**base).validate()
+
+
+def perturbed_params(o, rng, scale=0.4):
+    params = lstm.init_params(o, rng)
+    return {k: (v + scale * rng.standard_normal(v.shape)).astype(config.floatX)
+            for k, v in params.items()}
+
+
+def random_seqs(rng, lengths, n_words=30):
+    return [[int(w) for w in rng.integers(2, n_words, size=n)] for n in lengths]
+
+
+# The scan (the reference, slow to compile) on a few variants, the fused Ops on all.
+CASES = ([(v, "fused") for v in sorted(VARIANTS)]
+         + [(v, "scan") for v in ("tutorial", "bi-last", "conv-even-width-pool3-last")])
+
+
+@pytest.mark.parametrize("variant,impl", CASES)
+def test_variant_matches_numpy_and_padding_never_matters(variant, impl):
+    rng = np.random.default_rng(3)
+    o = variant_options(lstm_impl=impl, **VARIANTS[variant])
+    params = perturbed_params(o, rng)
+    model = lstm.compile_model(o, params, np.random.default_rng(0))
+    seqs = random_seqs(rng, [9, 4, 1, 7, 2])
+    x, mask, _ = imdb.prepare_data(seqs, [0] * len(seqs))  # padding after the words
+    got = model["f_pred_prob"](x, mask)
+    np.testing.assert_allclose(got, np_predict(params, o, seqs), rtol=2e-4, atol=2e-6)
+    # Whatever the padding holds, the outputs are the same.
+    x2 = x.copy()
+    x2[mask == 0] = rng.integers(2, 30, size=int((mask == 0).sum()))
+    np.testing.assert_array_equal(model["f_pred_prob"](x2, mask), got)
+    # More padding (a longer minibatch) changes nothing either.
+    x3 = np.concatenate([x2, rng.integers(2, 30, size=(5, x.shape[1]))])
+    mask3 = np.concatenate([mask, np.zeros((5, x.shape[1]), mask.dtype)])
+    np.testing.assert_allclose(model["f_pred_prob"](x3, mask3), got, rtol=1e-6, atol=1e-7)
+    if not o.conv_filters:  # padding before the words (Keras's default) too
+        x4, mask4, _ = imdb.prepare_padded(seqs, [0] * len(seqs), 12, padding="pre")
+        np.testing.assert_allclose(model["f_pred_prob"](x4, mask4), got,
+                                   rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("variant,impl", [("everything", "fused"), ("bi-last", "fused"),
+                                          ("conv-even-width-pool3-last", "fused"),
+                                          ("bi-last", "scan")])
+def test_variant_gradients_match_finite_differences(variant, impl):
+    rng = np.random.default_rng(5)
+    with config.change_flags(floatX="float64"):
+        o = variant_options(lstm_impl=impl, decay_c=0.1, n_words=12, ydim=2,
+                            **dict(VARIANTS[variant], use_dropout=False))
+        params = perturbed_params(o, rng, scale=0.5)
+        tparams = lstm.init_tparams(params)
+        model = lstm.build_model(tparams, o)
+        inputs = [model["x"], model["mask"], model["y"]]
+        f_cost = pytensor.function(inputs, model["cost"])
+        f_grads = pytensor.function(inputs, pytensor.grad(model["cost"],
+                                                          list(tparams.values())))
+        seqs = random_seqs(rng, [6, 3, 5], n_words=12)
+        x, mask, _ = imdb.prepare_data(seqs, [0] * 3)
+        y = np.array([0, 1, 1], "int64")
+        analytic = dict(zip(tparams, f_grads(x, mask, y)))
+        for name, shared in tparams.items():
+            value = shared.get_value()
+            if name == "Wemb":
+                rows = np.unique(x[mask > 0])
+                picks = [(r, c) for r, c in zip(rng.choice(rows, 4),
+                                                rng.integers(0, value.shape[1], 4))]
+            else:
+                picks = [np.unravel_index(i, value.shape)
+                         for i in rng.choice(value.size, min(4, value.size), replace=False)]
+            for idx in picks:
+                plus, minus = value.copy(), value.copy()
+                plus[idx] += 1e-6
+                minus[idx] -= 1e-6
+                shared.set_value(plus)
+                c_plus = f_cost(x, mask, y)
+                shared.set_value(minus)
+                c_minus = f_cost(x, mask, y)
+                shared.set_value(value)
+                np.testing.assert_allclose(analytic[name][idx], (c_plus - c_minus) / 2e-6,
+                                           rtol=1e-4, atol=1e-7, err_msg=name)
+
+
+def test_last_pooling_is_the_last_real_token_never_padding():
+    rng = np.random.default_rng(1)
+    o = variant_options(pooling="last")
+    params = perturbed_params(o, rng)
+    tparams = lstm.init_tparams(params)
+    x = pytensor.tensor.matrix("x", dtype="int64")
+    mask = pytensor.tensor.matrix("mask", dtype=config.floatX)
+    emb = tparams["Wemb"][x.flatten()].reshape((x.shape[0], x.shape[1], o.emb_dim))
+    f = pytensor.function([x, mask], [lstm.encode_reviews(tparams, o, x, mask),
+                                      lstm.lstm_layer(tparams, emb, mask, o.dim_proj,
+                                                     impl=o.lstm_impl)])
+    seqs = random_seqs(rng, [5, 2, 3])
+    xv, mv, _ = imdb.prepare_data(seqs, [0] * 3)
+    last, h = f(xv, mv)
+    for j, seq in enumerate(seqs):
+        np.testing.assert_array_equal(last[j], h[len(seq) - 1, j])
+
+
+# -- pad_sequences ---------------------------------------------------------------
+@pytest.mark.parametrize("padding,truncating,want", [
+    ("pre", "pre", [[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 0]]),
+    ("post", "pre", [[1, 2, 0, 0], [3, 4, 5, 6], [0, 0, 0, 0]]),
+    ("pre", "post", [[0, 0, 1, 2], [2, 3, 4, 5], [0, 0, 0, 0]]),
+    ("post", "post", [[1, 2, 0, 0], [2, 3, 4, 5], [0, 0, 0, 0]]),
+])
+def test_pad_sequences_keras_semantics(padding, truncating, want):
+    seqs = [[1, 2], [2, 3, 4, 5, 6], []]
+    got = imdb.pad_sequences(seqs, 4, padding=padding, truncating=truncating)
+    assert got.dtype == np.int64 and got.tolist() == want
+
+
+def test_pad_sequences_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="padding"):
+        imdb.pad_sequences([[1]], 3, padding="middle")
+    with pytest.raises(ValueError, match="maxlen"):
+        imdb.pad_sequences([[1]], 0)
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+@pytest.mark.parametrize("align", [1, 2, 3])
+def test_prepare_padded_is_pad_sequences_transposed_minus_unused_steps(padding, align):
+    seqs = [[5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15]]
+    x, mask, labels = imdb.prepare_padded(seqs, [1, 0, 1], 12, padding, "post", align=align)
+    full = imdb.pad_sequences(seqs, 12, padding, "post").T
+    assert labels == [1, 0, 1]
+    assert (12 - x.shape[0]) % align == 0 and x.shape[0] >= 7
+    kept = full[-x.shape[0]:] if padding == "pre" else full[:x.shape[0]]
+    np.testing.assert_array_equal(x, kept)
+    assert not full[:12 - x.shape[0]].any() if padding == "pre" else not full[x.shape[0]:].any()
+    np.testing.assert_array_equal(mask.sum(0), [3, 1, 7])
+    np.testing.assert_array_equal(mask > 0, x > 0)
+    # Truncation to pad_to.
+    x, mask, _ = imdb.prepare_padded(seqs, [0] * 3, 4, padding, "pre")
+    assert x.shape == (4, 3) and list(x[:, 2]) == [12, 13, 14, 15]
+
+
+@pytest.mark.parametrize("variant", ["conv", "conv-even-width-pool3-last", "bi-last"])
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_pad_to_outputs_equal_the_full_keras_matrix(variant, padding):
+    """Leaving out the all-padding steps gives the (pad_to, N) matrix's outputs."""
+    rng = np.random.default_rng(2)
+    o = variant_options(pad_to=15, padding=padding, **VARIANTS[variant])
+    params = perturbed_params(o, rng)
+    model = lstm.compile_model(o, params, np.random.default_rng(0))
+    seqs = random_seqs(rng, [9, 4, 1, 20])
+    x, mask, _ = lstm.batcher(o)(seqs, [0] * 4)
+    full = imdb.pad_sequences(seqs, 15, padding, "pre").T
+    np.testing.assert_allclose(model["f_pred_prob"](x, mask),
+                               model["f_pred_prob"](full, (full > 0).astype(config.floatX)),
+                               rtol=1e-6, atol=1e-7)
+    x, mask, _ = lstm.batcher(o)(seqs[:3], [0] * 3)
+    assert x.shape[0] < 15  # the short minibatch really was cut
+
+
+# -- Adam ----------------------------------------------------------------------
+def np_adam(state, p, g, lr):
+    t = state.get("t", 0) + 1
+    m = 0.9 * state.get("m", 0.0) + 0.1 * g
+    v = 0.999 * state.get("v", 0.0) + 0.001 * g ** 2
+    state.update(t=t, m=m, v=v)
+    return p - lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+
+
+def test_adam_matches_numpy():
+    rng = np.random.default_rng(0)
+    o = variant_options(optimizer="adam", layers=2)
+    model = lstm.compile_model(o, lstm.init_params(o, rng))
+    tparams = model["tparams"]
+    check = lstm.build_model(tparams, o)
+    f_grads = pytensor.function([check["x"], check["mask"], check["y"]],
+                                pytensor.grad(check["cost"], list(tparams.values())))
+    states = {k: {} for k in tparams}
+    for step in range(4):
+        x, mask, _ = imdb.prepare_data(random_seqs(rng, [5, 3, 2]), [0] * 3)
+        y = rng.integers(0, 3, size=3).astype("int64")
+        before = lstm.unzip(tparams)
+        grads = dict(zip(tparams, f_grads(x, mask, y)))
+        model["f_grad_shared"](x, mask, y)
+        model["f_update"](np.float32(0.01))
+        for k in tparams:
+            want = np_adam(states[k], before[k].astype("float64"),
+                           grads[k].astype("float64"), 0.01)
+            np.testing.assert_allclose(tparams[k].get_value(), want, rtol=1e-5, atol=1e-7,
+                                       err_msg="%s step %d" % (k, step))
+
+
+# -- training, saving, reloading, summary -------------------------------------
+def train_options(tmp_path, corpus, **kw):
+    base = dict(dataset=corpus, dim_proj=8, n_words=60, max_epochs=2, validFreq=-1,
+                saveFreq=-1, dispFreq=1000, test_size=-1, valid_portion=0.1,
+                saveto=str(tmp_path / "model.npz"))
+    base.update(kw)
+    return lstm.Config(**base)
+
+
+@pytest.mark.parametrize("variant", [
+    dict(layers=2, bidirectional=True, pooling="last", dim_emb=6),
+    dict(conv_filters=8, pool=2, pooling="max", pad_to=30, padding="post", truncating="post"),
+    dict(optimizer="adam", lrate=0.01, pad_to=25, dim_emb=5, pooling="last",
+         use_dropout=False),
+], ids=["stacked-bi-last", "conv-max-pad", "keras-like"])
+def test_variants_train_save_reload_and_summarise(tmp_path, variant, capsys):
+    train, test = synthetic_corpus(n_train=600)
+    corpus = write_corpus(tmp_path / "imdb.pkl", train, test)
+    # Adam at 0.01 leaves the plateau at once (AdaDelta's first epochs are flat).
+    opts = train_options(tmp_path, corpus, max_epochs=4, **dict(
+        dict(optimizer="adam", lrate=0.01), **variant))
+    result = lstm.train_lstm(opts)
+    assert result["status"] == "ok" and result["test_err"] < 0.3, result
+    out = capsys.readouterr().out
+    # The summary printed at start counts exactly the saved parameters.
+    with np.load(opts.saveto, allow_pickle=False) as saved:
+        sizes = sum(saved[k].size for k in saved.files
+                    if k not in ("history_errs", "train_err", "valid_err", "test_err"))
+    assert "Total params: {:,}".format(sizes) in out
+    saved_opts = lstm.load_options(opts.saveto)
+    for key, value in variant.items():
+        assert getattr(saved_opts, key) == value
+    again = lstm.train_lstm(dataclasses.replace(saved_opts, max_epochs=0,
+                                                reload_model=opts.saveto,
+                                                saveto=str(tmp_path / "again.npz")))
+    assert again["test_err"] == pytest.approx(result["test_err"])
+    assert again["valid_err"] == pytest.approx(result["valid_err"])
+
+
+def test_summary_flag_prints_the_table_without_training(tmp_path, capsys):
+    code = lstm.main(["--summary", "--dataset", str(tmp_path / "none.pkl"), "--layers", "2",
+                      "--bidirectional", "--dim-emb", "32", "--dim-proj", "10",
+                      "--n-words", "100"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Embedding" in out and "LSTM, backward" in out and "lstm2_rev" in out
+    o = lstm.Config(layers=2, bidirectional=True, dim_emb=32, dim_proj=10, n_words=100,
+                    ydim=2)
+    total = sum(v.size for v in lstm.init_params(o, np.random.default_rng(0)).values())
+    assert total == 100 * 32 + 2 * (32 * 40 + 10 * 40 + 40) + 2 * (20 * 40 + 10 * 40 + 40) + 42
+    assert "Total params: {:,}".format(total) in out
+    assert not (tmp_path / "lstm_model.npz").exists()
+
+
+def test_config_rejects_bad_variant_values():
+    for bad in (dict(pooling="sum"), dict(padding="middle"), dict(layers=0),
+                dict(pool=0), dict(conv_filters=-1), dict(freeze_embeddings=True)):
+        with pytest.raises(ValueError):
+            lstm.Config(**bad).validate()
+
+
+# -- presets and config files ----------------------------------------------------
+def test_presets_are_valid_and_tutorial_is_the_default():
+    assert {"tutorial", "keras-imdb"} <= set(lstm.preset_names())
+    for name in lstm.preset_names():
+        values = lstm.read_config_file(os.path.join(lstm.PRESET_DIR, name + ".json"))
+        lstm.Config.from_dict(values).validate()
+    _, args = lstm.parse_options(["--preset", "tutorial"])
+    _, plain = lstm.parse_options([])
+    assert vars(args) == dict(vars(plain), preset="tutorial")
+
+
+def test_preset_then_config_then_flags(tmp_path):
+    _, args = lstm.parse_options(["--preset", "keras-imdb"])
+    assert (args.optimizer, args.dim_emb, args.dim_proj, args.pad_to, args.pooling,
+            args.use_dropout) == ("adam", 32, 100, 500, "last", False)
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"description": "mine", "dim_proj": 64, "max_epochs": 5}))
+    _, args = lstm.parse_options(["--preset", "keras-imdb", "--config", str(mine),
+                                  "--max-epochs", "2"])
+    assert (args.optimizer, args.dim_proj, args.max_epochs) == ("adam", 64, 2)
+
+
+@pytest.mark.parametrize("content,message", [
+    ('{"dim_proj": 64, "encoder": "gru"}', "unknown option"),
+    ('{"dim_proj": "big"}', "must be int"),
+    ('[1, 2]', "not a JSON object"),
+    ('{"pooling": "sum"}', "pooling"),
+    ('{nope', "bad config file"),
+])
+def test_bad_config_file_is_one_line_error(tmp_path, capsys, content, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert lstm.main(["--config", str(bad), "--summary"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_preset_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        lstm.main(["--preset", "nope"])
+    assert "unknown preset" in capsys.readouterr().err
+
+
+# -- pre-trained embeddings ------------------------------------------------------
+def write_dictionary(path, n):
+    import pickle
+    with gzip.open(path, "wb") as f:
+        pickle.dump({"w%d" % i: i for i in range(2, n)}, f, protocol=2)
+
+
+@pytest.mark.parametrize("fmt", ["glove", "word2vec.gz"])
+def test_embeddings_initialise_wemb_and_can_be_frozen(tmp_path, fmt, capsys):
+    train, test = synthetic_corpus(n_train=300)
+    corpus = write_corpus(tmp_path / "imdb.pkl", train, test)
+    write_dictionary(tmp_path / "imdb.dict.pkl.gz", 80)
+    rng = np.random.default_rng(0)
+    vectors = {i: rng.standard_normal(6).round(4) for i in range(2, 60, 2)}  # half of them
+    lines = ["W%d %s" % (i, " ".join(map(str, v))) if i == 4 else  # upper case: fallback
+             "w%d %s" % (i, " ".join(map(str, v))) for i, v in vectors.items()]
+    lines.append("notindict " + " ".join(["1.0"] * 6))
+    text = "\n".join(lines) + "\n"
+    path = tmp_path / "vecs.txt"
+    if fmt == "word2vec.gz":
+        path = tmp_path / "vecs.vec.gz"
+        text = "%d 6\n" % len(lines) + text
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    opts = train_options(tmp_path, corpus, dim_emb=6, embeddings=str(path), max_epochs=1,
+                         freeze_embeddings=True)
+    lstm.train_lstm(opts)
+    out = capsys.readouterr().out
+    assert "29 of 58 words found (50.0%)" in out
+    with np.load(opts.saveto) as saved:
+        wemb = saved["Wemb"]
+    for i, v in vectors.items():  # frozen: exactly the file's vectors
+        np.testing.assert_allclose(wemb[i], v.astype(config.floatX), rtol=1e-6)
+    untouched = lstm.init_params(dataclasses.replace(opts, ydim=2),
+                                 lstm.make_rngs(opts.seed)["init"])["Wemb"]
+    np.testing.assert_array_equal(wemb[3::2], untouched[3::2])
+    # Not frozen: the vectors are only the start.
+    lstm.train_lstm(dataclasses.replace(opts, freeze_embeddings=False))
+    with np.load(opts.saveto) as saved:
+        assert not np.allclose(saved["Wemb"][2], vectors[2].astype(config.floatX))
+
+
+def test_embeddings_dimension_mismatch_is_one_line_error(tmp_path, capsys):
+    train, test = synthetic_corpus(n_train=100)
+    corpus = write_corpus(tmp_path / "imdb.pkl", train, test)
+    write_dictionary(tmp_path / "imdb.dict.pkl.gz", 80)
+    vecs = tmp_path / "v.txt"
+    vecs.write_text("w2 1 2 3\nw3 4 5 6\n")
+    code = lstm.main(["--dataset", corpus, "--embeddings", str(vecs), "--saveto", "",
+                      "--n-words", "60", "--dim-proj", "8"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(vecs) in err and "--dim-emb 3" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# -- prediction on raw text ------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_text_model(tmp_path_factory):
+    """A model trained through imdb_preprocess on a tiny raw-text corpus."""
+    tmp = tmp_path_factory.mktemp("predict")
+    rng = np.random.default_rng(0)
+    good, bad = ["great", "superb", "loved"], ["awful", "boring", "hated"]
+    for split, n in (("train", 80), ("test", 20)):
+        for label, words in (("pos", good), ("neg", bad)):
+            folder = tmp / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                text = " ".join(rng.choice(words + ["the", "film", "was"], size=8))
+                (folder / ("%d_5.txt" % i)).write_text(text + ".")
+    model = str(tmp / "m.npz")
+    assert lstm.main(["--dataset", str(tmp / "data" / "imdb.pkl"),
+                      "--source", str(tmp / "aclImdb"), "--saveto", model,
+                      "--dim-proj", "8", "--max-epochs", "6", "--valid-freq", "-1",
+                      "--test-size", "0", "--valid-portion", "0.1", "--n-words", "20",
+                      "--optimizer", "adam", "--lrate", "0.02"]) == 0
+    with np.load(model) as saved:
+        assert float(saved["test_err"]) < 0.1  # it learnt the task
+    return tmp, model
+
+
+def test_predict_round_trip(trained_text_model, capsys, monkeypatch):
+    tmp, model = trained_text_model
+    texts = ["Great, superb: I LOVED the film!", "Boring and awful. I hated it."]
+    results = lstm.predict(texts, model=model)
+    assert [r["name"] for r in results] == ["pos", "neg"]
+    assert all(r["probability"] > 0.5 and abs(sum(r["probs"]) - 1) < 1e-5 for r in results)
+    # The same numbers as the training code's own prediction on the encoded text.
+    p = lstm.Predictor(model)
+    seqs = [p.encode(t) for t in texts]
+    assert seqs[0][:2] == [p.words["great"], 1]  # "," never seen in training: unknown
+    x, mask, _ = imdb.prepare_data(seqs, [0, 0])
+    np.testing.assert_allclose(p.predict_proba(texts), p.f_pred_prob(x, mask), rtol=1e-6)
+    # Command line: arguments, --json, a file and stdin.
+    assert lstm.main(["predict", "--model", model] + texts) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["pos", "neg"]
+    reviews = tmp / "reviews.txt"
+    reviews.write_text(texts[1] + "\n\n" + texts[0] + "\n")
+    assert lstm.main(["predict", "--model", model, "--file", str(reviews), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["name"] for r in rows] == ["neg", "pos"] and rows[1]["text"] == texts[0]
+    monkeypatch.setattr("sys.stdin", io.StringIO(texts[0] + "\n"))
+    assert lstm.main(["predict", "--model", model]) == 0
+    assert capsys.readouterr().out.startswith("pos\t")
+
+
+def test_predict_refuses_mismatches(trained_text_model, tmp_path, capsys):
+    _, model = trained_text_model
+    other = tmp_path / "other.dict.pkl.gz"
+    write_dictionary(other, 40)
+    assert lstm.main(["predict", "--model", model, "--dict", str(other), "text"]) == 2
+    err = capsys.readouterr().err
+    assert str(other) in err and "not the dictionary" in err
+    assert len(err.strip().splitlines()) == 1
+    # Options that do not fit the saved arrays.
+    base = tmp_path / "m"
+    for suffix in (".npz",):
+        (tmp_path / ("m" + suffix)).write_bytes(open(model, "rb").read())
+    values = json.load(open(lstm.model_paths(model)[0]))
+    values["dim_proj"] = 16
+    (tmp_path / "m.json").write_text(json.dumps(values))
+    assert lstm.main(["predict", "--model", str(base) + ".npz", "text"]) == 2
+    err = capsys.readouterr().err
+    assert "shape" in err and len(err.strip().splitlines()) == 1
+    # No options file at all.
+    os.remove(tmp_path / "m.json")
+    assert lstm.main(["predict", "--model", str(base) + ".npz", "text"]) == 2
+    assert "no such options file" in capsys.readouterr().err
+
+
+# -- evaluation of a saved model -----------------------------------------------------
+def test_evaluate_reports_accuracy_confusion_and_length_buckets(trained_text_model, capsys):
+    tmp, model = trained_text_model
+    result = lstm.evaluate_model(model)
+    with np.load(model) as saved:  # trained with --test-size 0: the same 40 reviews
+        assert result["accuracy"] == pytest.approx(1 - float(saved["test_err"]))
+    assert result["n"] == 40 and result["labels"] == ["neg", "pos"]
+    confusion = np.array(result["confusion"])
+    assert confusion.sum() == 40 and confusion.sum(1).tolist() == [20, 20]
+    assert np.trace(confusion) / 40 == pytest.approx(result["accuracy"])
+    assert sum(b["n"] for b in result["by_length"]) == 40
+    assert lstm.main(["evaluate", "--model", model]) == 0
+    out = capsys.readouterr().out
+    assert "confusion matrix" in out and "accuracy by review length" in out
+    assert lstm.main(["evaluate", "--model", model, "--json", "--split", "train"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 160
+    assert lstm.main(["evaluate", "--model", str(tmp / "none.npz")]) == 2
+    assert "no such options file" in capsys.readouterr().err
