@@ -7,6 +7,12 @@ with the tutorial's exact update rules, dropout on the pooled vector, and early
 stopping on a validation split. ``python lstm.py`` does what the tutorial's
 ``__main__`` did; ``python lstm.py --help`` lists every option.
 
+Variants of the same model are options (stacked and bidirectional layers, a
+convolution and max-pooling before the LSTM, last/max pooling, a separate
+embedding size, Keras-style padding, Adam, pre-trained embeddings, presets);
+``python lstm.py predict`` classifies raw text with a saved model and
+``python lstm.py evaluate`` reports its accuracy in detail.
+
 Axes: a minibatch ``x`` is ``(n_timesteps, n_samples)`` (time first), as the
 tutorial's ``prepare_data`` returns it.
 """
@@ -115,6 +121,8 @@ class Config:
     truncating: str = "pre"  # with pad_to: cut the beginning (pre) or the end (post)
     embeddings: str = ""  # pre-trained vectors (.vec / GloVe text, gzip too) for Wemb
     freeze_embeddings: bool = False  # do not train Wemb
+    bucket: int = 0  # > 0: minibatches of similar length, from pools of bucket batches
+    forget_bias: float = 0.0  # initial forget-gate bias (tutorial 0; Keras 1)
     ydim: int = 0  # number of classes; set from the data (max label + 1)
     dict_sha256: str = ""  # set from the data: digest of the dictionary's first n_words
 
@@ -153,7 +161,7 @@ class Config:
                      "conv_width", "pool"):
             if getattr(self, name) < 1:
                 raise ValueError("%s must be at least 1" % name)
-        for name in ("dim_emb", "conv_filters", "pad_to"):
+        for name in ("dim_emb", "conv_filters", "pad_to", "bucket"):
             if getattr(self, name) < 0:
                 raise ValueError("%s must be 0 or more" % name)
         for name, allowed in (("pooling", POOLINGS), ("padding", SIDES),
@@ -249,7 +257,9 @@ def param_init_lstm(options, params, rng, prefix="lstm", n_in=None):
     """LSTM parameters: four orthogonal blocks each, gate order i, f, o, c.
 
     ``lstm_W`` is ``(n_in, 4 dim_proj)`` (``n_in``: the input size, default
-    ``dim_proj``), ``lstm_U`` is ``(dim_proj, 4 dim_proj)``, ``lstm_b`` zeros.
+    ``dim_proj``), ``lstm_U`` is ``(dim_proj, 4 dim_proj)``, ``lstm_b`` zeros
+    but ``forget_bias`` for the forget gate (Jozefowicz et al., 2015, and
+    Keras's ``unit_forget_bias`` use 1).
     """
     dim = options.dim_proj
     n_in = n_in or dim
@@ -258,6 +268,7 @@ def param_init_lstm(options, params, rng, prefix="lstm", n_in=None):
     params[_p(prefix, "U")] = np.concatenate(
         [ortho_weight(dim, rng) for _ in range(4)], axis=1)
     params[_p(prefix, "b")] = np.zeros((4 * dim,), dtype=config.floatX)
+    params[_p(prefix, "b")][dim:2 * dim] = options.forget_bias  # gate order i, f, o, c
     return params
 
 
@@ -990,6 +1001,9 @@ class Trainer:
                     self.order = np.concatenate([b for _, b in get_minibatches_idx(
                         len(self.train_set[0]), o.batch_size, shuffle=True,
                         rng=self.shuffle_rng)])
+                    if o.bucket:
+                        self.order = bucket_order(self.order, self.train_set[0],
+                                                  o.batch_size, o.bucket, self.shuffle_rng)
                 batches = np.array_split(self.order, range(o.batch_size, len(self.order),
                                                            o.batch_size))
                 while self.pos < len(batches):
@@ -1120,6 +1134,27 @@ class Trainer:
                 setattr(self, key, state[key])
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError("%s: not a usable checkpoint (%s)" % (path, exc)) from None
+
+
+def bucket_order(order, seqs, batch_size, pool, rng):
+    """``order`` rearranged so that each minibatch holds reviews of similar length.
+
+    The shuffled ``order`` is cut into pools of ``pool * batch_size`` reviews;
+    each pool is sorted by length (stable) and cut into minibatches; the full
+    minibatches are shuffled with ``rng`` and the last, partial one (if any)
+    stays last. Every review is still seen once per epoch; a minibatch is
+    padded to its longest review, so similar lengths mean less padding to
+    compute.
+    """
+    lengths = np.array([len(seqs[i]) for i in order])
+    size = pool * batch_size
+    sorted_order = np.concatenate([
+        order[start:start + size][np.argsort(lengths[start:start + size], kind="stable")]
+        for start in range(0, len(order), size)])
+    n_full = len(order) // batch_size
+    full = sorted_order[:n_full * batch_size].reshape(n_full, batch_size)
+    return np.concatenate([full[rng.permutation(n_full)].ravel(),
+                           sorted_order[n_full * batch_size:]])
 
 
 def _checked(path, arrays, key, like):
@@ -1347,7 +1382,7 @@ def add_training_args(parser, exclude=(), title="training options"):
             group.add_argument(flag, **kw)
 
     a("--dim-proj", type=int, default=d.dim_proj,
-      help="word embedding size and number of LSTM hidden units")
+      help="number of LSTM hidden units (and the word embedding size, unless --dim-emb)")
     a("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
       help="update rule (the tutorial's three, and adam; adadelta and rmsprop ignore "
            "--lrate)")
@@ -1423,6 +1458,12 @@ def add_training_args(parser, exclude=(), title="training options"):
            "text format, gzip too; coverage is reported")
     a("--freeze-embeddings", action="store_true",
       help="do not train Wemb (with --embeddings or --reload-model)")
+    a("--forget-bias", type=float, default=d.forget_bias,
+      help="initial bias of the LSTM forget gates (the tutorial: 0; Keras: 1)")
+    a("--bucket", type=int, default=d.bucket, metavar="POOL",
+      help="> 0: minibatches of reviews of similar length (each epoch's shuffled order "
+           "is cut into pools of POOL minibatches, each sorted by length), so less "
+           "padding is computed")
     return group
 
 

@@ -14,8 +14,9 @@ embedding size) on the tutorial's set-up with ``--max-epochs 30``. It writes to
 - ``<run>/``: what ``lstm.py`` writes (model, ``.json`` options, ``.log.jsonl``)
   and ``train.log``.
 
-The outputs are rewritten after every run; Ctrl-C stops after the current
-run's clean stop. ``--seeds 1 2 3`` repeats every run per seed (the tables
+The outputs are rewritten after every run, keeping the runs of earlier
+invocations in the same ``--out`` (a run trained again replaces its record);
+Ctrl-C stops after the current run's clean stop. ``--seeds 1 2 3`` repeats every run per seed (the tables
 then give mean ± std).
 """
 import argparse
@@ -74,7 +75,7 @@ def train_one(name, seed, args):
     os.makedirs(folder, exist_ok=True)
     run = dict(name=name, seed=seed, flags=flags(name),
                options=dataclasses.asdict(options), status=None, error=None)
-    with open(os.path.join(folder, "train.log"), "w", encoding="utf-8") as log:
+    with open(os.path.join(folder, "train.log"), "w", encoding="utf-8", buffering=1) as log:
         try:
             with contextlib.redirect_stderr(log):
                 result = lstm.train_lstm(options, source=args.source, out=log)
@@ -159,17 +160,33 @@ def build_parser():
     return p
 
 
+def earlier_runs(out_dir):
+    """The runs recorded in ``out_dir/runs.jsonl`` by an earlier invocation."""
+    path = os.path.join(out_dir, "runs.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [r for r in map(json.loads, f) if r.get("name") in RUNS]
+
+
+def merge(runs, run):
+    """``runs`` with ``run`` replacing any run of the same name and seed, in
+    :data:`RUNS` order, then by seed."""
+    runs = [r for r in runs if (r["name"], r["seed"]) != (run["name"], run["seed"])]
+    return sorted(runs + [run], key=lambda r: (list(RUNS).index(r["name"]), r["seed"]))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    runs = []
+    runs = earlier_runs(args.out)  # a run trained again replaces its earlier record
     try:
         for seed in args.seeds:
             for name in args.runs:
                 print("%s (seed %d): %s" % (name, seed, flags(name)), flush=True)
                 with lstm.StopRequest() as stop:
                     run = train_one(name, seed, args)
-                runs.append(run)
+                runs = merge(runs, run)
                 write_outputs(args.out, runs)
                 r = run.get("result") or {}
                 print("  %s: test err %s, %s s" % (run["status"], r.get("test_err"),

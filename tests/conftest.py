@@ -61,6 +61,21 @@ def write_corpus(path, train, test):
     return str(path)
 
 
+def write_raw_corpus(root, n_train, n_test, seed=0):
+    """A raw aclImdb-style folder ``root/aclImdb``: 8-word reviews of good or bad
+    words (pos/neg) mixed with neutral ones. Returns the folder."""
+    rng = np.random.default_rng(seed)
+    good, bad = ["great", "superb", "loved"], ["awful", "boring", "hated"]
+    for split, n in (("train", n_train), ("test", n_test)):
+        for label, words in (("pos", good), ("neg", bad)):
+            folder = root / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                text = " ".join(rng.choice(words + ["the", "film", "was"], size=8))
+                (folder / ("%d_5.txt" % i)).write_text(text + ".")
+    return root / "aclImdb"
+
+
 @pytest.fixture
 def corpus_path(tmp_path):
     """A small learnable two-class corpus written to ``tmp_path/imdb.pkl``."""

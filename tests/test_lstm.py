@@ -11,7 +11,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor import config
 
-from conftest import synthetic_corpus, write_corpus
+from conftest import synthetic_corpus, write_corpus, write_raw_corpus
 
 
 def sigmoid(z):
@@ -377,15 +377,7 @@ def test_missing_custom_dataset_is_an_error_not_a_download(tmp_path, capsys, mon
 
 def test_lstm_builds_a_missing_imdb_pkl_from_a_raw_folder(tmp_path, capsys):
     """imdb_preprocess output feeds lstm.py: a raw aclImdb-style folder, end to end."""
-    rng = np.random.default_rng(0)
-    good, bad = ["great", "superb", "loved"], ["awful", "boring", "hated"]
-    for split, n in (("train", 60), ("test", 20)):
-        for label, words in (("pos", good), ("neg", bad)):
-            folder = tmp_path / "aclImdb" / split / label
-            folder.mkdir(parents=True)
-            for i in range(n):
-                text = " ".join(rng.choice(words + ["the", "film", "was"], size=8))
-                (folder / ("%d_5.txt" % i)).write_text(text + ".")
+    write_raw_corpus(tmp_path, 60, 20)
     code = lstm.main(["--dataset", str(tmp_path / "data" / "imdb.pkl"),
                       "--source", str(tmp_path / "aclImdb"), "--saveto", str(tmp_path / "m.npz"),
                       "--dim-proj", "8", "--max-epochs", "3", "--valid-freq", "-1",

@@ -14,7 +14,7 @@ from pytensor import config
 
 import imdb
 import lstm
-from conftest import synthetic_corpus, write_corpus
+from conftest import synthetic_corpus, write_corpus, write_raw_corpus
 from test_lstm import sigmoid
 
 
@@ -442,15 +442,7 @@ def test_embeddings_dimension_mismatch_is_one_line_error(tmp_path, capsys):
 def trained_text_model(tmp_path_factory):
     """A model trained through imdb_preprocess on a tiny raw-text corpus."""
     tmp = tmp_path_factory.mktemp("predict")
-    rng = np.random.default_rng(0)
-    good, bad = ["great", "superb", "loved"], ["awful", "boring", "hated"]
-    for split, n in (("train", 80), ("test", 20)):
-        for label, words in (("pos", good), ("neg", bad)):
-            folder = tmp / "aclImdb" / split / label
-            folder.mkdir(parents=True)
-            for i in range(n):
-                text = " ".join(rng.choice(words + ["the", "film", "was"], size=8))
-                (folder / ("%d_5.txt" % i)).write_text(text + ".")
+    write_raw_corpus(tmp, 80, 20)
     model = str(tmp / "m.npz")
     assert lstm.main(["--dataset", str(tmp / "data" / "imdb.pkl"),
                       "--source", str(tmp / "aclImdb"), "--saveto", model,
@@ -530,3 +522,48 @@ def test_evaluate_reports_accuracy_confusion_and_length_buckets(trained_text_mod
     assert json.loads(capsys.readouterr().out)["n"] == 160
     assert lstm.main(["evaluate", "--model", str(tmp / "none.npz")]) == 2
     assert "no such options file" in capsys.readouterr().err
+
+
+# -- length-bucketed minibatches -------------------------------------------------------
+def test_bucket_order_is_a_permutation_with_less_padding():
+    rng = np.random.default_rng(0)
+    seqs = [[2] * int(n) for n in rng.integers(1, 300, size=1003)]
+    order = rng.permutation(len(seqs))
+    bucketed = lstm.bucket_order(order, seqs, 16, 10, np.random.default_rng(1))
+    assert sorted(bucketed) == list(range(len(seqs)))
+    assert (bucketed[-(1003 % 16):] == lstm.bucket_order(
+        order, seqs, 16, 10, np.random.default_rng(2))[-(1003 % 16):]).all()  # partial last
+
+    def padded_steps(o):
+        return sum(max(len(seqs[i]) for i in o[s:s + 16]) * len(o[s:s + 16])
+                   for s in range(0, len(o), 16))
+    assert padded_steps(bucketed) < 0.7 * padded_steps(order)
+    # Each pool's minibatches come from that pool only.
+    pools = [set(order[s:s + 160]) for s in range(0, 1003, 160)]
+    for s in range(0, 1003 - 16, 16):
+        assert any(set(bucketed[s:s + 16]) <= pool for pool in pools)
+
+
+def test_bucketed_training_learns_and_resumes_the_same_order(tmp_path):
+    train, test = synthetic_corpus(n_train=600)
+    corpus = write_corpus(tmp_path / "imdb.pkl", train, test)
+    opts = train_options(tmp_path, corpus, max_epochs=4, bucket=5, optimizer="adam",
+                         lrate=0.01)
+    result = lstm.train_lstm(opts)
+    assert result["status"] == "ok" and result["test_err"] < 0.3, result
+    again = lstm.train_lstm(dataclasses.replace(opts, saveto=str(tmp_path / "b.npz")))
+    assert again["test_err"] == result["test_err"]  # same seed, same buckets
+
+
+def test_forget_bias_initialises_only_the_forget_gates():
+    o = variant_options(layers=2, bidirectional=True, forget_bias=1.0)
+    params = lstm.init_params(o, np.random.default_rng(0))
+    plain = lstm.init_params(variant_options(layers=2, bidirectional=True),
+                             np.random.default_rng(0))
+    d = o.dim_proj
+    for name in [n for n in params if n.endswith("_b") and n.startswith("lstm")]:
+        assert params[name][d:2 * d].tolist() == [1.0] * d
+        assert not params[name][:d].any() and not params[name][2 * d:].any()
+    for name in params:  # the random draws are the same
+        if not name.endswith("_b"):
+            np.testing.assert_array_equal(params[name], plain[name])
