@@ -1229,6 +1229,10 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
                                   if words is not None else "")
     print("model options", json.dumps(dataclasses.asdict(options), sort_keys=True),
           file=out)
+    if options.pad_to and options.maxlen:
+        print("note: --maxlen %d drops the training reviews of %d tokens or more before "
+              "--pad-to %d applies (--maxlen 0 keeps them)"
+              % (options.maxlen, options.maxlen, options.pad_to), file=out)
 
     print("Building model", file=out)
     params = init_params(options, rngs["init"])

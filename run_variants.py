@@ -1,8 +1,9 @@
 """Train each preset and model variant once on IMDB and tabulate the results.
 
 ``python run_variants.py`` trains, one after the other, the runs named in
-:data:`RUNS` (or those given with ``--runs``): the ``tutorial`` and
-``keras-imdb`` presets as they are, and each variant of ``lstm.py``
+:data:`RUNS` (or those given with ``--runs``): each preset as it is
+(``tutorial``, ``keras-imdb`` and its CNN, stacked and bidirectional
+versions), and each variant of ``lstm.py``
 (stacked, bidirectional, convolution + pooling, last/max pooling, a separate
 embedding size) on the tutorial's set-up with ``--max-epochs 30``. It writes to
 ``--out`` (default ``runs/variants``):
@@ -37,6 +38,9 @@ VARIANT_EPOCHS = dict(max_epochs=30)
 RUNS = {
     "tutorial": ("tutorial", {}),
     "keras-imdb": ("keras-imdb", {}),
+    "keras-imdb-cnn": ("keras-imdb-cnn", {}),
+    "keras-imdb-stacked": ("keras-imdb-stacked", {}),
+    "keras-imdb-bidirectional": ("keras-imdb-bidirectional", {}),
     "stacked-2": ("tutorial", dict(layers=2, **VARIANT_EPOCHS)),
     "bidirectional": ("tutorial", dict(bidirectional=True, **VARIANT_EPOCHS)),
     "conv-pool": ("tutorial", dict(conv_filters=64, conv_width=3, pool=2, **VARIANT_EPOCHS)),
