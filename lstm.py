@@ -739,7 +739,8 @@ def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
 
 
 def trainable_params(tparams, options):
-    """The shared variables training changes: all but a frozen ``Wemb``."""
+    """The parameters training changes (of a dict of shared variables or arrays):
+    all but a frozen ``Wemb``."""
     return OrderedDict((k, v) for k, v in tparams.items()
                        if not (k == "Wemb" and options.freeze_embeddings))
 
@@ -1342,8 +1343,7 @@ def model_summary(options, params):
     rows = layer_table(options)
     named = [name for row in rows for name in row[3]]
     assert sorted(named) == sorted(params), "layer_table misses parameters"
-    frozen = set(params) - set(trainable_params(OrderedDict(
-        (k, None) for k in params), options))
+    frozen = set(params) - set(trainable_params(params, options))
     lines = ["%-14s %-26s %-22s %12s" % ("Layer", "Type", "Output shape", "Param #")]
     lines.append("=" * len(lines[0]))
     for name, kind, shape, names in rows:
