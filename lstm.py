@@ -1630,7 +1630,7 @@ class Predictor:
 
     def __init__(self, model="lstm_model.npz", dictionary=None):
         import imdb_preprocess  # the shared tokenizer (loads sacremoses)
-        self.tokenize = imdb_preprocess.tokenize
+        self.preprocess = imdb_preprocess
         options = load_options(model)
         dictionary = dictionary or imdb.dict_path_for(options.dataset)
         self.words = imdb.load_dict(dictionary)
@@ -1648,9 +1648,9 @@ class Predictor:
 
     def encode(self, text):
         """Word ids of ``text`` (ids >= n_words and unknown words become 1)."""
-        n_words, get = self.options.n_words, self.words.get
-        ids = [get(w, 1) for w in self.tokenize(text)]
-        return [i if i < n_words else 1 for i in ids]
+        tokens = self.preprocess.tokenize(text)
+        return imdb._remove_unk(self.preprocess.encode([tokens], self.words),
+                                self.options.n_words)[0]
 
     def predict_proba(self, texts):
         """Class probabilities, ``(len(texts), ydim)``."""
