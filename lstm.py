@@ -68,7 +68,7 @@ DEFAULT_DATASET = os.path.join("data", "imdb.pkl")
 TUTORIAL_OPTIMIZERS = ("adadelta", "rmsprop", "sgd")
 OPTIMIZERS = TUTORIAL_OPTIMIZERS + ("adam",)
 LSTM_IMPLS = ("fused", "scan")
-POOLINGS = ("mean", "last", "max")
+POOLINGS = ("mean", "last", "max", "meanmax")
 SIDES = ("pre", "post")
 
 
@@ -123,6 +123,10 @@ class Config:
     freeze_embeddings: bool = False  # do not train Wemb
     bucket: int = 0  # > 0: minibatches of similar length, from pools of bucket batches
     forget_bias: float = 0.0  # initial forget-gate bias (tutorial 0; Keras 1)
+    lrate_decay: float = 1.0  # the learning rate of epoch e (from 0) is lrate * lrate_decay**e
+    clip_c: float = 0.0  # > 0: rescale the gradients so their global L2 norm is at most this
+    word_dropout: float = 0.0  # training: zero each token's embedding with this probability
+    monitor: str = "train,test"  # splits evaluated with valid at each validation ("": none)
     ydim: int = 0  # number of classes; set from the data (max label + 1)
     dict_sha256: str = ""  # set from the data: digest of the dictionary's first n_words
 
@@ -149,6 +153,10 @@ class Config:
         except OverflowError:
             raise ValueError("a float option is out of range") from None
 
+    def monitored(self):
+        """The splits evaluated besides valid at each validation (``monitor``)."""
+        return [name for name in self.monitor.replace(" ", "").split(",") if name]
+
     def validate(self):
         """Raise ValueError on an option no run could use."""
         if self.optimizer not in OPTIMIZERS:
@@ -172,6 +180,16 @@ class Config:
         if self.freeze_embeddings and not self.embeddings and not self.reload_model:
             raise ValueError("freeze_embeddings needs embeddings (or reload_model): "
                              "frozen random vectors would never learn")
+        if not 0.0 < self.lrate_decay <= 1.0:
+            raise ValueError("lrate_decay must be in (0, 1]")
+        if self.clip_c < 0:
+            raise ValueError("clip_c must be 0 (no clipping) or more")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ValueError("word_dropout must be in [0, 1)")
+        bad = sorted(set(self.monitored()) - {"train", "test"})
+        if bad:
+            raise ValueError("monitor takes train and/or test (comma-separated), not %s"
+                             % ", ".join(map(repr, bad)))
         if self.n_words < 2:
             raise ValueError("n_words must be at least 2 (0 = padding, 1 = unknown)")
         if not 0.0 <= self.valid_portion < 1.0:
@@ -283,13 +301,20 @@ def lstm_prefixes(options):
     return names
 
 
+def pooled_dim(options):
+    """Width of the pooled vector: ``dim_proj`` per direction, twice with
+    ``meanmax`` pooling (mean and max concatenated)."""
+    return (options.dim_proj * (2 if options.bidirectional else 1)
+            * (2 if options.pooling == "meanmax" else 1))
+
+
 def init_params(options, rng):
     """All parameters as NumPy arrays, in the order they are drawn from ``rng``.
 
     ``Wemb`` ``(n_words, dim_emb)``; with a convolution ``conv_W``
     ``(conv_width, dim_emb, conv_filters)`` and ``conv_b``; each LSTM's
     ``*_W``, ``*_U``, ``*_b`` (:func:`lstm_prefixes`); the classifier ``U``
-    ``(dim_proj * directions, ydim)`` and ``b``. With the tutorial's options
+    ``(pooled_dim(options), ydim)`` and ``b``. With the tutorial's options
     the draws are the tutorial's.
     """
     params = OrderedDict()
@@ -309,7 +334,7 @@ def init_params(options, rng):
         for prefix in layer:
             param_init_lstm(options, params, rng, prefix=prefix, n_in=n_in)
         n_in = options.dim_proj * directions
-    params["U"] = (0.01 * rng.standard_normal((n_in, options.ydim))
+    params["U"] = (0.01 * rng.standard_normal((pooled_dim(options), options.ydim))
                    ).astype(config.floatX)
     params["b"] = np.zeros((options.ydim,), dtype=config.floatX)
     return params
@@ -487,14 +512,16 @@ def last_pool(h, mask, bidirectional=False):
     return pt.concatenate([h[-1, :, :half], h[0, :, half:]], axis=1)
 
 
-def encode_reviews(tparams, options, x, mask):
+def encode_reviews(tparams, options, x, mask, word_keep=None):
     """The model up to the pooled vector, one per review.
 
     ``x`` (``(n_timesteps, n_samples)`` word ids) -> embeddings -> optional
     convolution and pooling -> ``options.layers`` LSTMs (each bidirectional
     if asked: the backward LSTM reads the time-flipped sequence and its
-    states are flipped back and concatenated) -> mean/last/max pooling.
-    Returns ``(n_samples, dim_proj * directions)``.
+    states are flipped back and concatenated) -> mean/last/max/meanmax pooling.
+    ``word_keep`` (``(n_timesteps, n_samples)``, 0/1), when given, zeroes the
+    embeddings of the dropped tokens (word dropout, training only).
+    Returns ``(n_samples, pooled_dim(options))``.
     """
     n_timesteps, n_samples = x.shape[0], x.shape[1]
     if options.lstm_impl == "fused":  # the same lookup, with a faster gradient
@@ -502,6 +529,8 @@ def encode_reviews(tparams, options, x, mask):
     else:
         emb = tparams["Wemb"][x.flatten()]
     h = emb.reshape([n_timesteps, n_samples, options.emb_dim])
+    if word_keep is not None:
+        h = h * word_keep[:, :, None]
     if options.conv_filters:
         h, mask = conv_pool(tparams, h, mask, options.conv_width, options.pool)
     for layer in lstm_prefixes(options):
@@ -513,6 +542,8 @@ def encode_reviews(tparams, options, x, mask):
         h = pt.concatenate(states, axis=2) if len(states) > 1 else states[0]
     if options.pooling == "last":
         return last_pool(h, mask, options.bidirectional)
+    if options.pooling == "meanmax":
+        return pt.concatenate([mean_pool(h, mask), max_pool(h, mask)], axis=1)
     return {"mean": mean_pool, "max": max_pool}[options.pooling](h, mask)
 
 
@@ -545,16 +576,26 @@ def build_model(tparams, options, dropout_rng=None):
         return pt.special.softmax(pt.dot(p, tparams["U"]) + tparams["b"], axis=-1)
 
     updates = OrderedDict()
-    rng = None
+    rng = next_rng = None
+    if options.use_dropout or options.word_dropout:
+        rng = next_rng = ptr.shared_rng(dropout_rng, name="dropout_rng")
+    train_proj = proj
+    if options.word_dropout:
+        # Training: each token's embedding is zeroed with probability word_dropout
+        # (drawn first); test: every token is read, unscaled.
+        next_rng, word_keep = next_rng.binomial(1, 1.0 - options.word_dropout,
+                                                size=x.shape)
+        train_proj = encode_reviews(tparams, options, x, mask,
+                                    word_keep.astype(config.floatX))
     if options.use_dropout:
         # Training: keep each unit with probability 0.5; test: scale by 0.5.
-        rng = ptr.shared_rng(dropout_rng, name="dropout_rng")
-        next_rng, keep = rng.binomial(1, 0.5, size=proj.shape)
-        updates[rng] = next_rng
-        train_pred = classify(proj * keep.astype(config.floatX))
+        next_rng, keep = next_rng.binomial(1, 0.5, size=train_proj.shape)
+        train_pred = classify(train_proj * keep.astype(config.floatX))
         pred = classify(proj * numpy_floatX(0.5))
     else:
-        train_pred = pred = classify(proj)
+        train_pred, pred = classify(train_proj), classify(proj)
+    if rng is not None:
+        updates[rng] = next_rng
 
     off = 1e-6 if train_pred.dtype == "float16" else 1e-8
     cost = -pt.log(train_pred[pt.arange(n_samples), y] + off).mean()
@@ -738,6 +779,23 @@ def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
     return f_grad_shared, f_update, zipped_grads + m + v + [t]
 
 
+def clip_norm(grads, clip_c):
+    """``grads`` scaled by ``min(1, clip_c / ||grads||)``, the norm taken over
+    all of them together (as ``torch.nn.utils.clip_grad_norm_``) [Pascanu2013]_;
+    unchanged when ``clip_c`` is 0.
+
+    References
+    ----------
+    .. [Pascanu2013] Razvan Pascanu, Tomas Mikolov and Yoshua Bengio, *On the
+       difficulty of training recurrent neural networks*, ICML 2013.
+    """
+    if not clip_c:
+        return grads
+    norm = pt.sqrt(pt.add(*[pt.sqr(g).sum() for g in grads]))
+    scale = pt.minimum(numpy_floatX(1.0), numpy_floatX(clip_c) / (norm + numpy_floatX(1e-6)))
+    return [g * scale for g in grads]
+
+
 def trainable_params(tparams, options):
     """The parameters training changes (of a dict of shared variables or arrays):
     all but a frozen ``Wemb``."""
@@ -757,7 +815,8 @@ def compile_model(options, params, dropout_rng=None):
     f_pred_prob = pytensor.function(inputs[:2], model["pred"],
                                     name="f_pred_prob", mode=options.mode)
     trainable = trainable_params(tparams, options)
-    grads = pytensor.grad(model["cost"], wrt=list(trainable.values()))
+    grads = clip_norm(pytensor.grad(model["cost"], wrt=list(trainable.values())),
+                      options.clip_c)
     lr = pt.scalar(name="lr", dtype=config.floatX)
     optimizer = {"adadelta": adadelta, "rmsprop": rmsprop, "sgd": sgd,
                  "adam": adam}[options.optimizer]
@@ -1030,7 +1089,7 @@ class Trainer:
         # x: (n_timesteps, n_samples) -- prepare_data swaps the axes.
         x, mask, y = self.prepare_data(x, y)
         cost = self.model["f_grad_shared"](x, mask, y)
-        self.model["f_update"](numpy_floatX(o.lrate))
+        self.model["f_update"](numpy_floatX(o.lrate * o.lrate_decay ** self.eidx))
         self.uidx += 1
         self.pos += 1
         self.n_samples += x.shape[1]
@@ -1054,9 +1113,11 @@ class Trainer:
     def validate(self, cost):
         """Errors on the three splits, best-model bookkeeping, early stop."""
         o = self.options
+        splits = {"train": self.train_set, "valid": self.valid_set, "test": self.test_set}
         errs = evaluate(self.model["f_pred_prob"], {
-            "train": self.train_set, "valid": self.valid_set, "test": self.test_set},
+            name: splits[name] for name in ["valid"] + o.monitored()},
             o.valid_batch_size, self.prepare_data)
+        errs = {name: errs.get(name, float("nan")) for name in splits}
         self.history_errs.append([errs["valid"], errs["test"]])
         valid_errs = np.array(self.history_errs)[:, 0]
         is_best = self.best_p is None or errs["valid"] <= valid_errs.min()
@@ -1066,9 +1127,10 @@ class Trainer:
             self.bad_counter = 0
         print("Train ", errs["train"], "Valid ", errs["valid"], "Test ", errs["test"],
               file=self.out)
+        done = ["valid"] + o.monitored()  # the others are null in the log
         record = dict(epoch=self.eidx, update=self.uidx, cost=float(cost),
-                      train_err=errs["train"], valid_err=errs["valid"],
-                      test_err=errs["test"], best=bool(is_best),
+                      **{name + "_err": errs[name] if name in done else None
+                         for name in splits}, best=bool(is_best),
                       seconds=round(time.time() - self.start_time, 3))
         self.log.write(record)
         self.log_lines += 1
@@ -1314,6 +1376,9 @@ def layer_table(options):
     T = str(options.pad_to) if options.pad_to else "T"
     dirs = 2 if options.bidirectional else 1
     rows = [("embedding", "Embedding", (T, "N", options.emb_dim), ["Wemb"])]
+    if options.word_dropout:
+        rows.append(("word_dropout", "Word dropout %g" % options.word_dropout,
+                     (T, "N", options.emb_dim), []))
     if options.conv_filters:
         rows.append(("conv", "Conv1D w=%d, relu" % options.conv_width,
                      (T, "N", options.conv_filters), ["conv_W", "conv_b"]))
@@ -1329,10 +1394,10 @@ def layer_table(options):
                          [_p(prefix, k) for k in "WUb"]))
         if dirs == 2:
             rows.append(("concat", "Concatenate", (T, "N", dirs * options.dim_proj), []))
-    rows.append(("pooling", "%s over real steps" % options.pooling.capitalize(),
-                 ("N", dirs * options.dim_proj), []))
+    pooling = "Mean and max" if options.pooling == "meanmax" else options.pooling.capitalize()
+    rows.append(("pooling", "%s over real steps" % pooling, ("N", pooled_dim(options)), []))
     if options.use_dropout:
-        rows.append(("dropout", "Dropout 0.5", ("N", dirs * options.dim_proj), []))
+        rows.append(("dropout", "Dropout 0.5", ("N", pooled_dim(options)), []))
     rows.append(("classifier", "Dense, softmax", ("N", options.ydim), ["U", "b"]))
     return rows
 
@@ -1449,7 +1514,8 @@ def add_training_args(parser, exclude=(), title="training options"):
       help="max-pooling over time after the convolution: window = stride = P steps")
     a("--pooling", choices=POOLINGS, default=d.pooling,
       help="hidden states -> one vector per review: mean (the tutorial), last (the "
-           "state after the last real token) or max, over real tokens only")
+           "state after the last real token), max, or meanmax (mean and max "
+           "concatenated), over real tokens only")
     a("--pad-to", type=int, default=d.pad_to,
       help="> 0: pad/truncate every review to N tokens (Keras's pad_sequences) "
            "instead of dropping long reviews; use with --maxlen 0")
@@ -1464,6 +1530,19 @@ def add_training_args(parser, exclude=(), title="training options"):
       help="do not train Wemb (with --embeddings or --reload-model)")
     a("--forget-bias", type=float, default=d.forget_bias,
       help="initial bias of the LSTM forget gates (the tutorial: 0; Keras: 1)")
+    a("--lrate-decay", type=float, default=d.lrate_decay,
+      help="multiply the learning rate (sgd, adam) by this after each epoch (1: constant, "
+           "as the tutorial)")
+    a("--clip-c", type=float, default=d.clip_c,
+      help="> 0: rescale the gradients when their global L2 norm exceeds this "
+           "(0: no clipping, as the tutorial)")
+    a("--word-dropout", type=float, default=d.word_dropout,
+      help="training only: zero each token's embedding with this probability (word "
+           "dropout; the tutorial: 0)")
+    a("--monitor", default=d.monitor,
+      help="splits whose errors are computed, besides valid, at each validation "
+           "(comma-separated: train,test; '' for none, faster); the final errors of "
+           "the best model are always computed")
     a("--bucket", type=int, default=d.bucket, metavar="POOL",
       help="> 0: minibatches of reviews of similar length (each epoch's shuffled order "
            "is cut into pools of POOL minibatches, each sorted by length), so less "

@@ -15,8 +15,8 @@ embedding size) on the tutorial's set-up with ``--max-epochs 30``. It writes to
 - ``<run>/``: what ``lstm.py`` writes (model, ``.json`` options, ``.log.jsonl``)
   and ``train.log``.
 
-The outputs are rewritten after every run, keeping the runs of earlier
-invocations in the same ``--out`` (a run trained again replaces its record);
+The outputs are rewritten after every run, keeping the runs of earlier (or
+concurrent) invocations in the same ``--out`` (a run trained again replaces its record);
 Ctrl-C stops after the current run's clean stop. ``--seeds 1 2 3`` repeats every run per seed (the tables
 then give mean ± std).
 """
@@ -190,7 +190,8 @@ def main(argv=None):
                 print("%s (seed %d): %s" % (name, seed, flags(name)), flush=True)
                 with lstm.StopRequest() as stop:
                     run = train_one(name, seed, args)
-                runs = merge(runs, run)
+                # Re-read: another invocation (other seeds) may share --out.
+                runs = merge(earlier_runs(args.out), run)
                 write_outputs(args.out, runs)
                 r = run.get("result") or {}
                 print("  %s: test err %s, %s s" % (run["status"], r.get("test_err"),

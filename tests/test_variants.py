@@ -36,9 +36,12 @@ def relu(z):
     return np.maximum(z, 0.0)
 
 
-def np_review(params, o, ids):
-    """The pooled vector of one review, computed on its real tokens only."""
+def np_review(params, o, ids, word_keep=None):
+    """The pooled vector of one review, computed on its real tokens only
+    (``word_keep``: 0/1 per token, word dropout)."""
     h = params["Wemb"][ids].astype("float64")  # (L, dim_emb)
+    if word_keep is not None:
+        h = h * np.asarray(word_keep, "float64")[:, None]
     if o.conv_filters:
         W, L = params["conv_W"], len(ids)
         left = (o.conv_width - 1) // 2
@@ -58,6 +61,8 @@ def np_review(params, o, ids):
         return h.mean(0)
     if o.pooling == "max":
         return h.max(0)
+    if o.pooling == "meanmax":
+        return np.concatenate([h.mean(0), h.max(0)])
     d = o.dim_proj  # last: forward ends at the last token, backward at the first
     return np.concatenate([h[-1, :d], h[0, d:]]) if o.bidirectional else h[-1]
 
@@ -77,6 +82,7 @@ VARIANTS = {
     "bi-last": dict(bidirectional=True, pooling="last"),
     "stacked-bi-max": dict(layers=2, bidirectional=True, pooling="max"),
     "last": dict(pooling="last"),
+    "bi-meanmax": dict(bidirectional=True, pooling="meanmax"),
     "conv": dict(conv_filters=6, conv_width=3, pool=2),
     "conv-even-width-pool3-last": dict(conv_filters=4, conv_width=4, pool=3, pooling="last",
                                        dim_emb=7),
@@ -291,7 +297,8 @@ def train_options(tmp_path, corpus, **kw):
     dict(conv_filters=8, pool=2, pooling="max", pad_to=30, padding="post", truncating="post"),
     dict(optimizer="adam", lrate=0.01, pad_to=25, dim_emb=5, pooling="last",
          use_dropout=False),
-], ids=["stacked-bi-last", "conv-max-pad", "keras-like"])
+    dict(bidirectional=True, pooling="meanmax", word_dropout=0.2, monitor=""),
+], ids=["stacked-bi-last", "conv-max-pad", "keras-like", "bi-meanmax-word-dropout"])
 def test_variants_train_save_reload_and_summarise(tmp_path, variant, capsys):
     train, test = synthetic_corpus(n_train=600)
     corpus = write_corpus(tmp_path / "imdb.pkl", train, test)
@@ -331,9 +338,103 @@ def test_summary_flag_prints_the_table_without_training(tmp_path, capsys):
     assert not (tmp_path / "lstm_model.npz").exists()
 
 
+def np_cost(params, o, seqs, y, word_keep):
+    """Training cost without unit dropout; ``word_keep`` is ``(T, N)``, time first."""
+    proj = np.stack([np_review(params, o, s, word_keep[:len(s), n])
+                     for n, s in enumerate(seqs)])
+    z = proj @ params["U"] + params["b"]
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    return -logp[np.arange(len(y)), y].mean()
+
+
+@pytest.mark.parametrize("variant,impl", [("tutorial", "fused"), ("everything", "fused"),
+                                          ("tutorial", "scan")])
+def test_word_dropout_zeroes_the_drawn_tokens_in_training_only(variant, impl):
+    rng = np.random.default_rng(7)
+    o = variant_options(lstm_impl=impl, word_dropout=0.4,
+                        **dict(VARIANTS[variant], use_dropout=False))
+    params = perturbed_params(o, rng)
+    model = lstm.compile_model(o, params, np.random.default_rng(11))
+    seqs = random_seqs(rng, [9, 4, 1, 7, 2])
+    y = np.array([0, 2, 1, 1, 0], "int64")
+    x, mask, _ = imdb.prepare_data(seqs, y)
+    # The dropout stream draws a 0/1 keep per (time step, review), as NumPy would.
+    draws = np.random.default_rng(11)
+    for _ in range(2):  # the stream advances: a new mask each update
+        keep = draws.binomial(1, 0.6, size=x.shape)
+        assert 0 < keep[mask > 0].mean() < 1
+        np.testing.assert_allclose(model["f_grad_shared"](x, mask, y),
+                                   np_cost(params, o, seqs, y, keep), rtol=2e-4)
+    # Prediction reads every token.
+    np.testing.assert_allclose(model["f_pred_prob"](x, mask), np_predict(params, o, seqs),
+                               rtol=2e-4, atol=2e-6)
+    assert "Word dropout 0.4" in lstm.model_summary(o, params)
+
+
+def test_clip_c_rescales_the_global_gradient_norm():
+    rng = np.random.default_rng(2)
+    o = variant_options(optimizer="sgd")
+    params = perturbed_params(o, rng)
+    seqs = random_seqs(rng, [6, 3, 5])
+    x, mask, _ = imdb.prepare_data(seqs, [0] * 3)
+    y = np.array([0, 1, 2], "int64")
+
+    def stored_grads(clip_c):
+        model = lstm.compile_model(dataclasses.replace(o, clip_c=clip_c), params)
+        model["f_grad_shared"](x, mask, y)  # sgd's state: the stored gradients
+        return [g.get_value().astype("float64") for g in model["optimizer_state"]]
+
+    raw = stored_grads(0.0)
+    norm = np.sqrt(sum((g ** 2).sum() for g in raw))
+    for clip_c in (norm / 3, 2 * norm):
+        want = [g * min(1.0, clip_c / norm) for g in raw]
+        for got, ref in zip(stored_grads(clip_c), want):
+            np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-8)
+
+
+def test_lrate_decay_scales_each_epochs_learning_rate(tmp_path, monkeypatch):
+    corpus = write_corpus(tmp_path / "imdb.pkl", *synthetic_corpus(64, 16))
+    seen = []
+    compile_model = lstm.compile_model
+
+    def recording(*args, **kw):
+        model = compile_model(*args, **kw)
+        f_update = model["f_update"]
+        model["f_update"] = lambda lr: seen.append(float(lr)) or f_update(lr)
+        return model
+
+    monkeypatch.setattr(lstm, "compile_model", recording)
+    o = lstm.Config(dataset=corpus, saveto="", dim_proj=4, n_words=60, max_epochs=3,
+                    batch_size=20, validFreq=-1, maxlen=0, test_size=0, optimizer="sgd",
+                    lrate=0.1, lrate_decay=0.5)
+    lstm.train_lstm(o, out=io.StringIO())
+    per_epoch = len(seen) // 3
+    assert len(seen) == 3 * per_epoch and per_epoch > 1
+    np.testing.assert_allclose(seen, np.repeat([0.1, 0.05, 0.025], per_epoch), rtol=1e-6)
+
+
+def test_monitor_none_skips_train_and_test_errors_until_the_end(tmp_path):
+    corpus = write_corpus(tmp_path / "imdb.pkl", *synthetic_corpus(120, 40))
+    o = lstm.Config(dataset=corpus, saveto=str(tmp_path / "m.npz"), dim_proj=8,
+                    n_words=50, max_epochs=2, validFreq=-1, saveFreq=-1, maxlen=0,
+                    test_size=0, monitor="", optimizer="adam", lrate=0.01)
+    result = lstm.train_lstm(o, out=io.StringIO())
+    log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
+    assert len(log) == 2
+    assert all(r["train_err"] is None and r["test_err"] is None
+               and 0.0 <= r["valid_err"] <= 1.0 for r in log)
+    assert 0.0 <= result["test_err"] <= 1.0 and 0.0 <= result["train_err"] <= 1.0
+    history = np.load(tmp_path / "m.npz")["history_errs"]
+    assert history.shape == (2, 2) and np.isnan(history[:, 1]).all()
+
+
 def test_config_rejects_bad_variant_values():
     for bad in (dict(pooling="sum"), dict(padding="middle"), dict(layers=0),
-                dict(pool=0), dict(conv_filters=-1), dict(freeze_embeddings=True)):
+                dict(pool=0), dict(conv_filters=-1), dict(freeze_embeddings=True),
+                dict(word_dropout=1.0), dict(word_dropout=-0.1), dict(monitor="valid"),
+                dict(monitor="train,tset"), dict(clip_c=-1.0), dict(lrate_decay=0.0),
+                dict(lrate_decay=1.5)):
         with pytest.raises(ValueError):
             lstm.Config(**bad).validate()
 
