@@ -675,7 +675,7 @@ def _remove_unk(reviews, n_words):
 
 
 def load_data(path="data/imdb.pkl", n_words=100000, valid_portion=0.1,
-              maxlen=None, sort_by_len=True, seed=123):
+              maxlen=None, sort_by_len=True, seed=123, valid_block=0):
     """Load the IMDB dataset and split off a validation set.
 
     Parameters
@@ -697,6 +697,13 @@ def load_data(path="data/imdb.pkl", n_words=100000, valid_portion=0.1,
     seed : int, numpy.random.Generator or None
         Seed of the random train / validation split (passed to
         ``numpy.random.default_rng``).
+    valid_block : int
+        0 (the original): the validation set is random reviews. N > 0: it is
+        made of random runs of N consecutive reviews (in the file's order),
+        so groups of neighbouring reviews stay on one side. In aclImdb the
+        reviews of one movie have consecutive ids (and the test set's movies
+        are not the training set's): with random reviews the validation error
+        is optimistic, as the model has seen other reviews of the same movies.
 
     Returns
     -------
@@ -728,7 +735,15 @@ def load_data(path="data/imdb.pkl", n_words=100000, valid_portion=0.1,
                             f" maxlen={maxlen}")
 
     n_samples = len(train_x)
-    sidx = numpy.random.default_rng(seed).permutation(n_samples)
+    if valid_block < 0:
+        raise ValueError(f"valid_block={valid_block}: must be 0 or more")
+    if valid_block:  # whole blocks in random order; valid is the tail
+        blocks = numpy.arange(n_samples)
+        blocks = numpy.split(blocks, range(valid_block, n_samples, valid_block))
+        order = numpy.random.default_rng(seed).permutation(len(blocks))
+        sidx = numpy.concatenate([blocks[b] for b in order])
+    else:
+        sidx = numpy.random.default_rng(seed).permutation(n_samples)
     n_train = int(numpy.round(n_samples * (1. - valid_portion)))
     if n_train < 1:
         raise DataError(f"{path}: valid_portion={valid_portion} leaves no"

@@ -104,6 +104,7 @@ class Config:
     reload_model: str = ""  # start from the parameters saved in this .npz
     test_size: int = 500  # keep this many random test reviews (<= 0: all)
     valid_portion: float = 0.05  # share of the training set held out
+    valid_block: int = 0  # > 0: hold out random runs of N consecutive reviews (see README)
     sort_by_len: bool = True  # sort each split by length (less padding)
     seed: int = 123  # the tutorial's SEED; every random stream derives from it
     mode: str = "CVM"  # PyTensor compile mode (see README, "Compile mode")
@@ -169,7 +170,7 @@ class Config:
                      "conv_width", "pool"):
             if getattr(self, name) < 1:
                 raise ValueError("%s must be at least 1" % name)
-        for name in ("dim_emb", "conv_filters", "pad_to", "bucket"):
+        for name in ("dim_emb", "conv_filters", "pad_to", "bucket", "valid_block"):
             if getattr(self, name) < 0:
                 raise ValueError("%s must be 0 or more" % name)
         for name, allowed in (("pooling", POOLINGS), ("padding", SIDES),
@@ -944,7 +945,7 @@ def load_splits(options, rngs, source=None, out=None):
     train, valid, test = imdb.load_data(
         path=path, n_words=options.n_words, valid_portion=options.valid_portion,
         maxlen=options.maxlen or None, sort_by_len=options.sort_by_len,
-        seed=rngs["split"])
+        seed=rngs["split"], valid_block=options.valid_block)
     if options.test_size > 0:
         # The test set is sorted by length: keep a random selection.
         idx = rngs["test_subset"].permutation(len(test[0]))[:options.test_size]
@@ -1480,6 +1481,10 @@ def add_training_args(parser, exclude=(), title="training options"):
       help="vocabulary size: word ids >= N become 1 (unknown)")
     a("--valid-portion", type=float, default=d.valid_portion,
       help="share of the training set held out for validation")
+    a("--valid-block", type=int, default=d.valid_block, metavar="N",
+      help="> 0: the validation split is random runs of N consecutive reviews (file "
+           "order) instead of random reviews; aclImdb's reviews of one movie are "
+           "consecutive, so the held-out movies are mostly unseen, as in the test set")
     a("--no-sort-by-len", dest="sort_by_len", action="store_false",
       help="do not sort the splits by review length")
     a("--test-size", type=int, default=d.test_size,

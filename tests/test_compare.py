@@ -319,3 +319,10 @@ def test_a_preset_sets_the_common_options(tmp_path):
     assert (base.pad_to, base.dim_emb, base.pooling, base.batch_size) == (500, 32, "last", 32)
     assert args.optimizers == list(lstm.TUTORIAL_OPTIMIZERS)  # the preset's adam is one run's
     assert base.saveto == ""
+
+
+@pytest.mark.parametrize("monitor, want", [("", "train"), ("test", "train,test"),
+                                           ("test,train", "train,test")])
+def test_training_error_curves_always_monitor_train(monitor, want):
+    _, base = co.parse_args(["--monitor", monitor])
+    assert base.monitor == want

@@ -823,3 +823,38 @@ def test_importing_imdb_does_not_import_pytensor():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("n, valid_portion, block", [(1000, 0.05, 100), (1000, 0.1, 30),
+                                                     (997, 0.2, 50), (40, 0.5, 7)])
+def test_load_data_valid_block_holds_out_runs_of_consecutive_reviews(tmp_path, n,
+                                                                     valid_portion, block):
+    # Review i is [i + 2, i + 2]: its position in the file can be read back.
+    train = ([[i + 2, i + 2] for i in range(n)], [i % 2 for i in range(n)])
+    path = write_pickles(tmp_path / "imdb.pkl", [train, ([[2]], [0])])
+    tr, va, _ = imdb.load_data(path, n_words=n + 2, valid_portion=valid_portion,
+                               valid_block=block, seed=4)
+    valid = sorted(r[0] - 2 for r in va[0])
+    n_train = int(round(n * (1. - valid_portion)))
+    assert len(valid) == n - n_train and len(tr[0]) == n_train
+    assert sorted(valid + [r[0] - 2 for r in tr[0]]) == list(range(n))
+    # Whole blocks, except at most one cut short: few runs, all but one aligned.
+    runs = numpy.split(valid, numpy.flatnonzero(numpy.diff(valid) != 1) + 1)
+    blocks = {i // block for i in valid}
+    partial = [b for b in blocks if sum(i // block == b for i in valid)
+               < min(block, n - b * block)]
+    assert len(partial) <= 1
+    assert len(runs) <= len(blocks)
+    # Another seed, other blocks; the same seed, the same split.
+    again = imdb.load_data(path, n_words=n + 2, valid_portion=valid_portion,
+                           valid_block=block, seed=4)[1]
+    assert again == va
+    other = imdb.load_data(path, n_words=n + 2, valid_portion=valid_portion,
+                           valid_block=block, seed=5)[1]
+    assert sorted(r[0] for r in other[0]) != sorted(r[0] for r in va[0])
+
+
+def test_load_data_refuses_a_negative_valid_block(tmp_path):
+    path = write_pickles(tmp_path / "imdb.pkl", [([[2]], [0]), ([[2]], [0])])
+    with pytest.raises(ValueError, match="valid_block"):
+        imdb.load_data(path, valid_block=-1)
