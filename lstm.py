@@ -1395,7 +1395,7 @@ def layer_table(options):
                          [_p(prefix, k) for k in "WUb"]))
         if dirs == 2:
             rows.append(("concat", "Concatenate", (T, "N", dirs * options.dim_proj), []))
-    pooling = "Mean and max" if options.pooling == "meanmax" else options.pooling.capitalize()
+    pooling = "Mean+max" if options.pooling == "meanmax" else options.pooling.capitalize()
     rows.append(("pooling", "%s over real steps" % pooling, ("N", pooled_dim(options)), []))
     if options.use_dropout:
         rows.append(("dropout", "Dropout 0.5", ("N", pooled_dim(options)), []))

@@ -3,7 +3,8 @@
 ``python run_variants.py`` trains, one after the other, the runs named in
 :data:`RUNS` (or those given with ``--runs``): each preset as it is
 (``tutorial``, ``keras-imdb`` and its CNN, stacked and bidirectional
-versions), and each variant of ``lstm.py``
+versions, ``full``: the full-data run of the README's "Results on the full
+test set"), and each variant of ``lstm.py``
 (stacked, bidirectional, convolution + pooling, last/max pooling, a separate
 embedding size) on the tutorial's set-up with ``--max-epochs 30``. It writes to
 ``--out`` (default ``runs/variants``):
@@ -41,6 +42,7 @@ RUNS = {
     "keras-imdb-cnn": ("keras-imdb-cnn", {}),
     "keras-imdb-stacked": ("keras-imdb-stacked", {}),
     "keras-imdb-bidirectional": ("keras-imdb-bidirectional", {}),
+    "full": ("full", {}),
     "stacked-2": ("tutorial", dict(layers=2, **VARIANT_EPOCHS)),
     "bidirectional": ("tutorial", dict(bidirectional=True, **VARIANT_EPOCHS)),
     "conv-pool": ("tutorial", dict(conv_filters=64, conv_width=3, pool=2, **VARIANT_EPOCHS)),
