@@ -792,7 +792,7 @@ def clip_norm(grads, clip_c):
     """
     if not clip_c:
         return grads
-    norm = pt.sqrt(pt.add(*[pt.sqr(g).sum() for g in grads]))
+    norm = pt.sqrt(sum(pt.sqr(g).sum() for g in grads))
     scale = pt.minimum(numpy_floatX(1.0), numpy_floatX(clip_c) / (norm + numpy_floatX(1e-6)))
     return [g * scale for g in grads]
 
@@ -1115,9 +1115,9 @@ class Trainer:
         """Errors on the three splits, best-model bookkeeping, early stop."""
         o = self.options
         splits = {"train": self.train_set, "valid": self.valid_set, "test": self.test_set}
-        errs = evaluate(self.model["f_pred_prob"], {
-            name: splits[name] for name in ["valid"] + o.monitored()},
-            o.valid_batch_size, self.prepare_data)
+        done = ["valid"] + o.monitored()  # the others are NaN here, null in the log
+        errs = evaluate(self.model["f_pred_prob"], {name: splits[name] for name in done},
+                        o.valid_batch_size, self.prepare_data)
         errs = {name: errs.get(name, float("nan")) for name in splits}
         self.history_errs.append([errs["valid"], errs["test"]])
         valid_errs = np.array(self.history_errs)[:, 0]
@@ -1128,7 +1128,6 @@ class Trainer:
             self.bad_counter = 0
         print("Train ", errs["train"], "Valid ", errs["valid"], "Test ", errs["test"],
               file=self.out)
-        done = ["valid"] + o.monitored()  # the others are null in the log
         record = dict(epoch=self.eidx, update=self.uidx, cost=float(cost),
                       **{name + "_err": errs[name] if name in done else None
                          for name in splits}, best=bool(is_best),
