@@ -165,15 +165,14 @@ def parse_args(argv=None):
         values.pop(own)
     for key in ("optimizer", "seed", "saveto"):  # from a preset: chosen per run here
         values.pop(key, None)
-    # The training-error curves need the train split at each validation.
-    monitor = values.get("monitor", lstm.Config.monitor)
-    values["monitor"] = ",".join(["train"] + [m for m in monitor.replace(" ", "").split(",")
-                                              if m and m != "train"])
     try:
         base = lstm.Config.from_dict(dict(values, optimizer=args.optimizers[0],
                                           seed=args.seeds[0], saveto="")).validate()
     except ValueError as exc:
         parser.error(str(exc))
+    # The training-error curves need the train split at each validation.
+    base = dataclasses.replace(base, monitor=",".join(
+        ["train"] + [m for m in base.monitored() if m != "train"]))
     return args, base
 
 
