@@ -127,6 +127,7 @@ class Config:
     lrate_decay: float = 1.0  # the learning rate of epoch e (from 0) is lrate * lrate_decay**e
     clip_c: float = 0.0  # > 0: rescale the gradients so their global L2 norm is at most this
     word_dropout: float = 0.0  # training: zero each token's embedding with this probability
+    ema: float = 0.0  # > 0: validate and save a moving average of the weights (e.g. 0.999)
     monitor: str = "train,test"  # splits evaluated with valid at each validation ("": none)
     ydim: int = 0  # number of classes; set from the data (max label + 1)
     dict_sha256: str = ""  # set from the data: digest of the dictionary's first n_words
@@ -187,6 +188,8 @@ class Config:
             raise ValueError("clip_c must be 0 (no clipping) or more")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError("word_dropout must be in [0, 1)")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError("ema must be in [0, 1) (0: no averaging)")
         bad = sorted(set(self.monitored()) - {"train", "test"})
         if bad:
             raise ValueError("monitor takes train and/or test (comma-separated), not %s"
@@ -824,9 +827,47 @@ def compile_model(options, params, dropout_rng=None):
     f_grad_shared, f_update, state = optimizer(
         lr, trainable, grads, inputs, model["cost"], updates=model["updates"].items(),
         mode=options.mode)
+    f_ema, averages = weight_average(tparams, options.ema, options.mode)
     return dict(tparams=tparams, f_pred_prob=f_pred_prob,
-                f_grad_shared=f_grad_shared, f_update=f_update,
-                optimizer_state=state, rng=model["rng"])
+                f_grad_shared=f_grad_shared, f_update=f_update, f_ema=f_ema,
+                ema=averages, optimizer_state=state + list(averages.values()),
+                rng=model["rng"])
+
+
+def weight_average(tparams, decay, mode=None):
+    """An exponential moving average of the parameters [Polyak1992]_.
+
+    After the ``t``-th call of ``f_ema()`` (``t`` from 1), for every
+    parameter ``p`` and its average ``a`` (which starts at ``p``'s initial
+    value)::
+
+        d = min(decay, (1 + t) / (10 + t))
+        a <- d a + (1 - d) p
+
+    the warm-up of ``d`` is TensorFlow's ``ExponentialMovingAverage(decay,
+    num_updates)``, so early averages are not dominated by the random
+    initial weights. Returns ``(f_ema, averages)``: ``averages`` maps each
+    parameter's name to its average's shared variable, plus ``"ema_t"``,
+    the step count; ``(None, {})`` when ``decay`` is 0.
+
+    References
+    ----------
+    .. [Polyak1992] Boris T. Polyak and Anatoli B. Juditsky, *Acceleration of
+       Stochastic Approximation by Averaging*, SIAM Journal on Control and
+       Optimization 30(4), 1992.
+    """
+    if not decay:
+        return None, OrderedDict()
+    averages = OrderedDict((k, pytensor.shared(p.get_value().copy(), name="%s_ema" % k))
+                           for k, p in tparams.items())
+    t = pytensor.shared(numpy_floatX(0.0), name="ema_t")
+    t_new = t + 1.0
+    d = pt.minimum(numpy_floatX(decay), (1.0 + t_new) / (10.0 + t_new))
+    updates = [(a, d * a + (1.0 - d) * tparams[k]) for k, a in averages.items()]
+    f_ema = pytensor.function([], [], updates=updates + [(t, t_new)],
+                              name="f_ema", mode=mode)
+    averages["ema_t"] = t
+    return f_ema, averages
 
 
 # ---------------------------------------------------------------------------
@@ -1091,6 +1132,8 @@ class Trainer:
         x, mask, y = self.prepare_data(x, y)
         cost = self.model["f_grad_shared"](x, mask, y)
         self.model["f_update"](numpy_floatX(o.lrate * o.lrate_decay ** self.eidx))
+        if self.model.get("f_ema") is not None:
+            self.model["f_ema"]()
         self.uidx += 1
         self.pos += 1
         self.n_samples += x.shape[1]
@@ -1116,14 +1159,17 @@ class Trainer:
         o = self.options
         splits = {"train": self.train_set, "valid": self.valid_set, "test": self.test_set}
         done = ["valid"] + o.monitored()  # the others are NaN here, null in the log
+        current = unzip(self.model["tparams"])
+        zipp(self.model_params(), self.model["tparams"])  # the average, with --ema
         errs = evaluate(self.model["f_pred_prob"], {name: splits[name] for name in done},
                         o.valid_batch_size, self.prepare_data)
+        zipp(current, self.model["tparams"])
         errs = {name: errs.get(name, float("nan")) for name in splits}
         self.history_errs.append([errs["valid"], errs["test"]])
         valid_errs = np.array(self.history_errs)[:, 0]
         is_best = self.best_p is None or errs["valid"] <= valid_errs.min()
         if is_best:
-            self.best_p = unzip(self.model["tparams"])
+            self.best_p = self.model_params()
             self.best_update = self.uidx
             self.bad_counter = 0
         print("Train ", errs["train"], "Valid ", errs["valid"], "Test ", errs["test"],
@@ -1144,9 +1190,16 @@ class Trainer:
                 return "early_stop"
         return "ok"
 
+    def model_params(self):
+        """The parameters the model is now: the weights, or with ``--ema`` their average."""
+        averages = self.model.get("ema")
+        if not averages:
+            return unzip(self.model["tparams"])
+        return OrderedDict((k, averages[k].get_value()) for k in self.model["tparams"])
+
     def best_params(self):
         """The best parameters so far, or the current ones before any validation."""
-        return self.best_p if self.best_p is not None else unzip(self.model["tparams"])
+        return self.best_p if self.best_p is not None else self.model_params()
 
     # -- checkpoints ----------------------------------------------------------
     def save_checkpoint(self, path):
@@ -1540,6 +1593,10 @@ def add_training_args(parser, exclude=(), title="training options"):
     a("--clip-c", type=float, default=d.clip_c,
       help="> 0: rescale the gradients when their global L2 norm exceeds this "
            "(0: no clipping, as the tutorial)")
+    a("--ema", type=float, default=d.ema,
+      help="> 0: keep an exponential moving average of the weights with this decay "
+           "(e.g. 0.999) and validate, keep and save it instead of the raw weights "
+           "(0: none, as the tutorial)")
     a("--word-dropout", type=float, default=d.word_dropout,
       help="training only: zero each token's embedding with this probability (word "
            "dropout; the tutorial: 0)")

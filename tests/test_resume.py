@@ -24,19 +24,21 @@ def command(corpus, saveto, *extra):
             "--test-size", "0", "--valid-portion", "0.1", *extra]
 
 
-@pytest.mark.parametrize("optimizer", ["adadelta", "rmsprop"])
+@pytest.mark.parametrize("optimizer", [["adadelta"], ["rmsprop"],
+                                       ["adam", "--lrate", "0.01", "--ema", "0.9"]],
+                         ids=["adadelta", "rmsprop", "adam-ema"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path, optimizer):
     train, test = synthetic_corpus(n_train=400, seed=3)
     corpus = write_corpus(tmp_path / "imdb.pkl", train, test)
     ref = tmp_path / "ref" / "model.npz"
-    subprocess.run(command(corpus, ref, "--optimizer", optimizer), check=True,
+    subprocess.run(command(corpus, ref, "--optimizer", *optimizer), check=True,
                    capture_output=True, timeout=600)
 
     # Same run, killed at a random update once a checkpoint exists.
     run = tmp_path / "run" / "model.npz"
     ckpt = lstm.checkpoint_path(str(run))
     kill_at = int(np.random.default_rng().integers(14, 100))  # after 2+ checkpoints
-    proc = subprocess.Popen(command(corpus, run, "--optimizer", optimizer, "--disp-freq", "1"),
+    proc = subprocess.Popen(command(corpus, run, "--optimizer", *optimizer, "--disp-freq", "1"),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         for line in proc.stdout:

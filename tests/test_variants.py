@@ -414,6 +414,63 @@ def test_lrate_decay_scales_each_epochs_learning_rate(tmp_path, monkeypatch):
     np.testing.assert_allclose(seen, np.repeat([0.1, 0.05, 0.025], per_epoch), rtol=1e-6)
 
 
+@pytest.mark.parametrize("decay", [0.9, 0.999])
+def test_ema_is_the_numpy_moving_average_of_the_weights(decay):
+    rng = np.random.default_rng(0)
+    o = lstm.Config(dim_proj=4, n_words=20, ydim=2, optimizer="sgd", ema=decay,
+                    use_dropout=False)
+    params = lstm.init_params(o, rng)
+    model = lstm.compile_model(o, params)
+    seqs = [rng.integers(2, 20, size=n).tolist() for n in (3, 5, 4)]
+    x, mask, y = imdb.prepare_data(seqs, [0, 1, 1])
+    ref = {k: v.astype("float64") for k, v in params.items()}
+    for t in range(1, 13):
+        model["f_grad_shared"](x, mask, y)
+        model["f_update"](lstm.numpy_floatX(0.5))
+        model["f_ema"]()
+        d = min(decay, (1.0 + t) / (10.0 + t))
+        for k, p in model["tparams"].items():
+            ref[k] = d * ref[k] + (1 - d) * p.get_value().astype("float64")
+    assert model["ema"]["ema_t"].get_value() == 12
+    moved = 0.0
+    for k, p in model["tparams"].items():
+        np.testing.assert_allclose(model["ema"][k].get_value(), ref[k], rtol=1e-5, atol=1e-7)
+        moved = max(moved, np.abs(p.get_value() - params[k]).max())
+    assert moved > 1e-3  # the weights did move, so the average is not trivially equal
+
+
+def test_ema_model_is_what_gets_validated_and_saved(tmp_path, monkeypatch):
+    corpus = write_corpus(tmp_path / "imdb.pkl", *synthetic_corpus(120, 40))
+    kept, last_raw = {}, {}
+    compile_model = lstm.compile_model
+
+    def recording(*args, **kw):
+        kept.update(compile_model(*args, **kw))
+        f_ema = kept["f_ema"]
+
+        def f_ema_recording():  # called after each update: the raw weights are current
+            last_raw.update(lstm.unzip(kept["tparams"]))
+            f_ema()
+        kept["f_ema"] = f_ema_recording
+        return kept
+
+    monkeypatch.setattr(lstm, "compile_model", recording)
+    o = lstm.Config(dataset=corpus, saveto=str(tmp_path / "m.npz"), dim_proj=8, n_words=50,
+                    max_epochs=1, validFreq=-1, saveFreq=-1, maxlen=0, test_size=0,
+                    optimizer="adam", lrate=0.01, ema=0.99, use_dropout=False)
+    result = lstm.train_lstm(o, out=io.StringIO())
+    assert result["best_update"] == result["updates"] > 1  # one validation, at the end
+    saved = np.load(tmp_path / "m.npz")
+    for k in kept["tparams"]:
+        np.testing.assert_array_equal(saved[k], kept["ema"][k].get_value())
+    assert any(not np.array_equal(saved[k], last_raw[k]) for k in last_raw)
+    # The reported valid error is the saved (averaged) model's.
+    splits = lstm.load_splits(o, lstm.make_rngs(o.seed), out=io.StringIO())
+    lstm.zipp(dict((k, saved[k]) for k in kept["tparams"]), kept["tparams"])
+    errs = lstm.evaluate(kept["f_pred_prob"], {"valid": splits[1]}, 64, lstm.batcher(o))
+    assert errs["valid"] == pytest.approx(result["valid_err"])
+
+
 def test_monitor_none_skips_train_and_test_errors_until_the_end(tmp_path):
     corpus = write_corpus(tmp_path / "imdb.pkl", *synthetic_corpus(120, 40))
     o = lstm.Config(dataset=corpus, saveto=str(tmp_path / "m.npz"), dim_proj=8,
@@ -434,7 +491,7 @@ def test_config_rejects_bad_variant_values():
                 dict(pool=0), dict(conv_filters=-1), dict(freeze_embeddings=True),
                 dict(word_dropout=1.0), dict(word_dropout=-0.1), dict(monitor="valid"),
                 dict(monitor="train,tset"), dict(clip_c=-1.0), dict(lrate_decay=0.0),
-                dict(lrate_decay=1.5)):
+                dict(lrate_decay=1.5), dict(ema=1.0), dict(ema=-0.5)):
         with pytest.raises(ValueError):
             lstm.Config(**bad).validate()
 
