@@ -1842,24 +1842,33 @@ def evaluate_model(model, dataset=None, split="test"):
 
     Every review of ``split`` (``"test"`` or ``"train"``) of ``dataset``
     (default: the model's) is classified, as the model was trained
-    (``n_words``, ``pad_to``). Returns a dict: ``n``, ``accuracy``,
-    ``confusion`` (``[true][predicted]`` counts), ``labels`` (names) and
-    ``by_length`` (one dict per bucket of review length in tokens: ``from``,
-    ``to``, ``n``, ``accuracy``).
+    (``n_words``, ``pad_to``). ``model`` may also be a list of saved models:
+    their class probabilities are averaged (an ensemble). Returns a dict:
+    ``n``, ``accuracy``, ``confusion`` (``[true][predicted]`` counts),
+    ``labels`` (names) and ``by_length`` (one dict per bucket of review
+    length in tokens: ``from``, ``to``, ``n``, ``accuracy``).
     """
-    options, f_pred_prob = load_model(model)
+    models = [model] if isinstance(model, str) else list(model)
+    loaded = [load_model(m) for m in models]
+    options = loaded[0][0]
     dataset = dataset or options.dataset
     train, test = imdb.load_dataset_file(dataset)
     x, y = test if split == "test" else train
-    if max(y) >= options.ydim:
-        raise DataError("%s: label %d, but the model %s has %d classes"
-                        % (dataset, max(y), model, options.ydim))
-    x = imdb._remove_unk(x, options.n_words)
+    for m, (o, _) in zip(models, loaded):
+        if max(y) >= o.ydim or o.ydim != options.ydim:
+            raise DataError("%s: label %d, but the model %s has %d classes"
+                            % (dataset, max(y), m, o.ydim) if max(y) >= o.ydim else
+                            "%s has %d classes, %s has %d: not one ensemble"
+                            % (models[0], options.ydim, m, o.ydim))
     order = sorted(range(len(x)), key=lambda n: len(x[n]))  # less padding
-    probs = pred_probs(f_pred_prob, batcher(options), ([x[n] for n in order], [0] * len(x)),
-                       get_minibatches_idx(len(x), options.valid_batch_size))
+    probs = 0.0
+    for o, f_pred_prob in loaded:
+        seqs = imdb._remove_unk([x[n] for n in order], o.n_words)
+        probs = probs + pred_probs(f_pred_prob, batcher(o), (seqs, [0] * len(x)),
+                                   get_minibatches_idx(len(x), o.valid_batch_size))
     pred = np.empty(len(x), dtype="int64")
     pred[order] = probs.argmax(axis=1)
+    x = imdb._remove_unk(x, options.n_words)
     y = np.asarray(y, dtype="int64")
     lengths = np.array([len(s) for s in x])
     confusion = np.zeros((options.ydim, options.ydim), dtype="int64")
@@ -1872,7 +1881,7 @@ def evaluate_model(model, dataset=None, split="test"):
             by_length.append({"from": lo, "to": hi, "n": int(sel.sum()),
                               "accuracy": float((pred[sel] == y[sel]).mean())})
     names = _label_names(options)
-    return dict(model=model, dataset=dataset, split=split, n=len(y),
+    return dict(model=" + ".join(models), dataset=dataset, split=split, n=len(y),
                 accuracy=float((pred == y).mean()), confusion=confusion.tolist(),
                 labels=[names[i] for i in range(options.ydim)], by_length=by_length)
 
@@ -1900,7 +1909,9 @@ def evaluate_main(argv):
         description="Evaluate a saved model on every review of a preprocessed split: "
                     "accuracy, confusion matrix, accuracy by review length.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=Config().saveto, help="the saved model (.npz)")
+    p.add_argument("--model", nargs="+", default=[Config().saveto],
+                   help="the saved model (.npz); several: an ensemble, their class "
+                        "probabilities averaged")
     p.add_argument("--dataset", default=None,
                    help="preprocessed corpus (default: the model's own)")
     p.add_argument("--split", choices=("test", "train"), default="test",
@@ -1952,7 +1963,9 @@ def predict_main(argv):
                     "lines are skipped).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("texts", nargs="*", help="reviews to classify")
-    p.add_argument("--model", default=Config().saveto, help="the saved model (.npz)")
+    p.add_argument("--model", nargs="+", default=[Config().saveto],
+                   help="the saved model (.npz); several: an ensemble, their class "
+                        "probabilities averaged")
     p.add_argument("--dict", default=None, metavar="PATH",
                    help="word dictionary (default: the one beside the model's dataset)")
     p.add_argument("--file", default=None, metavar="PATH",

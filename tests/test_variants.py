@@ -682,6 +682,33 @@ def test_evaluate_reports_accuracy_confusion_and_length_buckets(trained_text_mod
     assert "no such options file" in capsys.readouterr().err
 
 
+def test_evaluate_an_ensemble_averages_the_models_probabilities(trained_text_model, capsys):
+    tmp, model = trained_text_model
+    options = lstm.load_options(model)
+    with np.load(model) as saved:
+        params = {k: saved[k] for k in saved.files if k not in (
+            "history_errs", "train_err", "valid_err", "test_err")}
+    rng = np.random.default_rng(5)
+    other = str(tmp / "other.npz")  # a second, different model of the same shape
+    lstm.save_model(other, {k: v + rng.normal(0, 0.5, v.shape).astype(v.dtype)
+                            for k, v in params.items()}, [], options)
+    train, test = imdb.load_dataset_file(options.dataset)
+    x, mask, _ = imdb.prepare_data(imdb._remove_unk(test[0], options.n_words), test[1])
+    probs = [lstm.load_model(m)[1](x, mask) for m in (model, other)]
+    want = np.mean((probs[0] + probs[1]).argmax(1) == np.asarray(test[1]))
+    assert (probs[0].argmax(1) != probs[1].argmax(1)).any()  # the average is not trivial
+    result = lstm.evaluate_model([model, other])
+    assert result["accuracy"] == pytest.approx(want)
+    assert result["model"] == model + " + " + other
+    assert lstm.main(["evaluate", "--model", model, other]) == 0
+    assert "accuracy %.4f" % want in capsys.readouterr().out
+    bad = dataclasses.replace(options, ydim=3)
+    lstm.save_model(str(tmp / "three.npz"), dict(params, U=np.zeros((8, 3), "float32"),
+                                                 b=np.zeros(3, "float32")), [], bad)
+    assert lstm.main(["evaluate", "--model", model, str(tmp / "three.npz")]) == 2
+    assert "not one ensemble" in capsys.readouterr().err
+
+
 # -- length-bucketed minibatches -------------------------------------------------------
 def test_bucket_order_is_a_permutation_with_less_padding():
     rng = np.random.default_rng(0)
