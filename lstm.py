@@ -1963,9 +1963,7 @@ def predict_main(argv):
                     "lines are skipped).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("texts", nargs="*", help="reviews to classify")
-    p.add_argument("--model", nargs="+", default=[Config().saveto],
-                   help="the saved model (.npz); several: an ensemble, their class "
-                        "probabilities averaged")
+    p.add_argument("--model", default=Config().saveto, help="the saved model (.npz)")
     p.add_argument("--dict", default=None, metavar="PATH",
                    help="word dictionary (default: the one beside the model's dataset)")
     p.add_argument("--file", default=None, metavar="PATH",
