@@ -8,12 +8,17 @@ non-linearity, and, in the gradient, a recomputation of ``h U + x`` (see the
 README's "Speed"). Here the same function is two Ops, each one pass over the
 whole sequence in a Numba kernel (``--lstm-impl fused``, the default):
 
-- :class:`LSTMForward` ``(xw, mask, U) -> (h, c, gates)``: per step one GEMM
-  ``h_{t-1} U`` and short vectorised loops for the gates and states; it keeps
-  the gate activations for the backward pass.
-- :class:`LSTMBackward` ``(mask, U, h, c, gates, dh, dc) -> (dxw, dU)``: per
-  step one GEMM ``dz_t U^T``; ``dU`` is one large GEMM over all steps after
-  the loop.
+- :class:`LSTMForward` ``(x, mask, W, U, b) -> (h, c, gates)``: the input
+  projection ``x W + b`` (large GEMMs over chunks of steps), then per step
+  one GEMM ``h_{t-1} U`` and short vectorised loops for the gates and
+  states; it keeps the gate activations for the backward pass.
+- :class:`LSTMBackward` ``(x, mask, W, U, h, c, gates, dh, dc) -> (dx, dW,
+  dU, db)``: per step one GEMM ``dz_t U^T``; ``dx``, ``dW``, ``dU`` and
+  ``db`` as large GEMMs over chunks of steps.
+
+On a small batch the large GEMMs run in a helper thread, in step with the
+recurrence (see "Threads" below); on a large one the batch's rows are shared
+out between threads.
 
 The gate non-linearities use a rational approximation of ``tanh`` (the one
 Eigen uses for float32; ``sigmoid(x) = (1 + tanh(x / 2)) / 2``), at most
@@ -24,9 +29,10 @@ than with NumPy's ``add.at``) and :class:`FusedStep` (AdaDelta's or
 RMSProp's parameter step in one vectorised pass). ``tests/test_fused_lstm.py``
 checks every Op against the ``scan``/PyTensor reference and NumPy.
 
-Axes: ``xw`` is ``(n_timesteps, n_samples, 4 dim)`` (the input projection
-``x W + b``, gates in the tutorial's order i, f, o, c), ``mask`` is
-``(n_timesteps, n_samples)``, ``U`` is ``(dim, 4 dim)``.
+Axes: ``x`` is ``(n_timesteps, n_samples, n_in)``, ``mask`` is
+``(n_timesteps, n_samples)``, ``W`` is ``(n_in, 4 dim)``, ``U`` is
+``(dim, 4 dim)``, ``b`` is ``(4 dim,)``; inside, the projection ``xw`` is
+``(n_timesteps, n_samples, 4 dim)``, gates in the tutorial's order i, f, o, c.
 """
 import concurrent.futures
 import ctypes
@@ -168,17 +174,18 @@ def _sigmoid(x, half):
 
 
 @numba.njit(**_jit)
-def _forward(xw, mask, U, h, c, gates, lo, hi):
+def _forward(xw, mask, U, h, c, gates, t0, t1, lo, hi):
     # xw: (T, B, 4D); mask: (T, B); U: (D, 4D); h, c: (T, B, D) and
     # gates: (T, B, 4D) are written (i, f, o, c~ after their non-linearity),
-    # for the batch's rows lo:hi (threads share out the rows: each is independent).
-    n_steps, dim4 = xw.shape[0], xw.shape[2]
+    # for the steps t0:t1 (h[t0 - 1] and c[t0 - 1] already written) and the
+    # batch's rows lo:hi (threads may share out the rows: each is independent).
+    dim4 = xw.shape[2]
     dim, rows = dim4 // 4, hi - lo
     one = np.ones(1, dtype=xw.dtype)[0]
     zero, half = one - one, one / (one + one)
     zeros = np.zeros((rows, dim), dtype=xw.dtype)
     preact = np.zeros((rows, dim4), dtype=xw.dtype)  # h_{t-1} U
-    for t in range(n_steps):
+    for t in range(t0, t1):
         h_prev = zeros if t == 0 else h[t - 1, lo:hi]
         c_prev = zeros if t == 0 else c[t - 1, lo:hi]
         if t > 0:
@@ -201,17 +208,18 @@ def _forward(xw, mask, U, h, c, gates, lo, hi):
 
 
 @numba.njit(**_jit)
-def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw, lo, hi):
+def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw, dh_next, dc_next, t0, t1, lo, hi):
     # dh_out, dc_out: (T, B, D), the cost's gradient with respect to each
     # step's h and c; dxw: (T, B, 4D) is written, the gradient of the
-    # pre-activations (= of xw), for the batch's rows lo:hi.
-    n_steps, dim = h.shape[0], h.shape[2]
+    # pre-activations (= of xw), for the steps t1 - 1 down to t0 and the
+    # batch's rows lo:hi. dh_next, dc_next: (B, D), the gradient flowing from
+    # step t1 into step t1 - 1 (zeros at the end of the sequence), updated in
+    # place to what flows from step t0 into step t0 - 1.
+    dim = h.shape[2]
     rows = hi - lo
     one = np.ones(1, dtype=h.dtype)[0]
-    dh_next = np.zeros((rows, dim), dtype=h.dtype)  # from step t + 1
-    dc_next = np.zeros((rows, dim), dtype=h.dtype)
     zeros = np.zeros((rows, dim), dtype=h.dtype)
-    for t in range(n_steps - 1, -1, -1):
+    for t in range(t1 - 1, t0 - 1, -1):
         c_prev = zeros if t == 0 else c[t - 1, lo:hi]
         for r in range(rows):
             # Short loops over few rows each, so that the compiler can prove
@@ -219,7 +227,7 @@ def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw, lo, hi):
             b = lo + r
             m = mask[t, b]
             g_tb, dz, cp, c_tb = gates[t, b], dxw[t, b], c_prev[r], c[t, b]
-            dh, dc = dh_next[r], dc_next[r]  # become this step's dh, dc
+            dh, dc = dh_next[b], dc_next[b]  # become this step's dh, dc
             dh += dh_out[t, b]
             dc += dc_out[t, b]
             for d in range(dim):  # through h = o tanh(c): the o gate and dc
@@ -239,28 +247,51 @@ def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw, lo, hi):
                 dc[d] = (one - m) * dc[d] + dc_raw * f  # dc_prev
             dh *= one - m  # dh_prev, before the U^T term
         if t > 0:
-            _gemm(dxw[t, lo:hi], U, dh_next, True, one)  # dh_next += dz_t U^T
+            _gemm(dxw[t, lo:hi], U, dh_next[lo:hi], True, one)  # dh_next += dz_t U^T
 
 
 # ---------------------------------------------------------------------------
-# Threads: the batch's rows are independent through the whole sequence, so
-# the kernels (which release the GIL) run on row blocks in parallel, each
-# thread with a one-thread BLAS (OpenBLAS's thread-local setting).
+# Threads. The products over all steps (the input projection x W + b before
+# the recurrence; dx, dW, dU and db after it) are large GEMMs; the recurrence
+# is a chain of small ones. Two schedules use the cores:
+#
+# - a small batch (fewer than ROW_SPLIT_ROWS rows per thread) runs the
+#   recurrence in this thread over every row, while a helper thread computes
+#   the large products chunk by chunk of steps: the projection of the steps
+#   ahead, the gradients of the steps behind. At such batches a row block's
+#   per-step GEMM costs about as much as the whole batch's (OpenBLAS repacks
+#   U at every call), so splitting the rows gains nothing;
+# - a larger batch shares out its rows: each thread runs the recurrence of
+#   a row block (rows are independent through the whole sequence), and the
+#   large products use the BLAS's own threads.
+#
+# Each chunk's gradients go to the chunk's own buffers, summed in a fixed
+# order at the end: the result never depends on which thread ran what.
+# While the threads run, NumPy's OpenBLAS is set to one thread (its count is
+# process-wide: even ``openblas_set_num_threads_local`` sets it for every
+# thread), and restored after, so NumPy's other products keep their threads.
 # ---------------------------------------------------------------------------
-def _local_blas_threads():
-    """OpenBLAS's ``openblas_set_num_threads_local`` for the kernels' BLAS, or None."""
+def _blas_thread_control():
+    """``(get, set)`` of the thread count of NumPy's OpenBLAS, or None."""
     for path in _numpy_openblas():
         try:
-            fn = ctypes.CDLL(path).openblas_set_num_threads_local
-        except (OSError, AttributeError):
+            lib = ctypes.CDLL(path)
+        except OSError:
             continue
-        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-        return fn
+        for prefix, suffix in (("scipy_", "64_"), ("", "64_"), ("", "")):
+            get = getattr(lib, "%sopenblas_get_num_threads%s" % (prefix, suffix), None)
+            set_ = getattr(lib, "%sopenblas_set_num_threads%s" % (prefix, suffix), None)
+            if get is not None and set_ is not None:
+                get.argtypes, get.restype = [], ctypes.c_int
+                set_.argtypes, set_.restype = [ctypes.c_int], None
+                return get, set_
     return None
 
 
-_SET_LOCAL_BLAS_THREADS = _local_blas_threads() if _CBLAS else None
-MIN_ROWS_PER_THREAD = 8
+_BLAS_THREADS = _blas_thread_control() if _CBLAS else None
+ROW_SPLIT_ROWS = 16  # rows per thread from which the rows are shared out
+FORWARD_CHUNK_ROWS = 128  # steps x rows per projection chunk (small batches)
+BACKWARD_CHUNK_ROWS = 256  # steps x rows per gradient chunk (small batches)
 
 
 def _default_threads():
@@ -272,27 +303,144 @@ def _default_threads():
 
 
 threads = _default_threads()  # at most this many threads per kernel call
-_pool, _pool_size = None, 0
+_pools = {}
 
 
-def _run_rows(kernel, args, n_samples):
-    """``kernel(*args, lo, hi)`` over the batch's rows, in row blocks run by threads."""
-    global _pool, _pool_size
-    n = min(threads, n_samples // MIN_ROWS_PER_THREAD)
-    if n <= 1 or _SET_LOCAL_BLAS_THREADS is None:
-        kernel(*args, 0, n_samples)
-        return
-    if _pool_size < n:
-        _pool = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="fused_lstm")
-        _pool_size = n
+def _executor(n):
+    """A pool of exactly ``n`` threads (one pool per size, made once)."""
+    if n not in _pools:
+        _pools[n] = concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="fused_lstm")
+    return _pools[n]
 
-    def block(lo, hi):
-        _SET_LOCAL_BLAS_THREADS(1)
-        kernel(*args, lo, hi)
 
+class _OneBlasThread:
+    """NumPy's OpenBLAS on one thread inside the block, its count restored after."""
+
+    def __enter__(self):
+        get_threads, set_threads = _BLAS_THREADS
+        self.count = get_threads()
+        set_threads(1)
+
+    def __exit__(self, *exc):
+        _BLAS_THREADS[1](self.count)
+
+
+def _schedule(n_samples):
+    """``"serial"``, ``"pipeline"`` (small batch) or ``"rows"`` (row blocks in threads)."""
+    if threads <= 1 or _BLAS_THREADS is None:
+        return "serial"
+    return "rows" if n_samples >= 2 * ROW_SPLIT_ROWS else "pipeline"
+
+
+def _chunks(n_steps, n_samples, rows):
+    size = max(1, rows // max(n_samples, 1))
+    return [(t0, min(t0 + size, n_steps)) for t0 in range(0, n_steps, size)]
+
+
+def _nan_passes():
+    return np.errstate(invalid="ignore", over="ignore")
+
+
+def _project(x, W, b, xw, t0, t1):
+    """``xw[t0:t1] = x[t0:t1] W + b``."""
+    out = xw[t0:t1].reshape(-1, xw.shape[2])
+    with _nan_passes():  # a NaN goes on to the cost ("bad cost detected"), silently
+        np.dot(x[t0:t1].reshape(-1, x.shape[2]), W, out=out)
+        out += b
+
+
+def _input_grads(x, W, h, dxw, dx, dW, dU, db, t0, t1):
+    """For the steps t0:t1: ``dx = dxw W^T`` (written in place) and this
+    chunk's ``dW = x^T dxw``, ``dU = h_{t-1}^T dxw`` (``h_{-1} = 0``) and
+    ``db``, the sum of ``dxw`` over steps and rows."""
+    dz = dxw[t0:t1].reshape(-1, dxw.shape[2])
+    with _nan_passes():
+        np.dot(dz, W.T, out=dx[t0:t1].reshape(-1, x.shape[2]))
+        np.dot(x[t0:t1].reshape(-1, x.shape[2]).T, dz, out=dW)
+        s = max(t0, 1)
+        if s < t1:
+            np.dot(h[s - 1:t1 - 1].reshape(-1, h.shape[2]).T,
+                   dxw[s:t1].reshape(-1, dxw.shape[2]), out=dU)
+        else:
+            dU[...] = 0
+        np.sum(dz, axis=0, out=db)
+
+
+def _rows(kernel, args, n_samples, n):
+    """``kernel(*args, lo, hi)`` over ``n`` row blocks, in threads."""
     bounds = [n_samples * k // n for k in range(n + 1)]
-    for future in [_pool.submit(block, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]:
+    futures = [_executor(n).submit(kernel, *args, lo, hi)
+               for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for future in futures:
         future.result()
+
+
+def lstm_forward_arrays(x, mask, W, U, b):
+    """``(h, c, gates)`` of the LSTM over ``x`` (NumPy arrays; see :class:`LSTMForward`)."""
+    n_steps, n_samples = x.shape[:2]
+    dim4 = W.shape[1]
+    xw = np.empty((n_steps, n_samples, dim4), dtype=x.dtype)
+    h = np.empty((n_steps, n_samples, dim4 // 4), dtype=x.dtype)
+    c, gates = np.empty_like(h), np.empty_like(xw)
+    schedule = _schedule(n_samples)
+    if schedule == "pipeline":
+        with _OneBlasThread():
+            chunks = _chunks(n_steps, n_samples, FORWARD_CHUNK_ROWS)
+            futures = [_executor(1).submit(_project, x, W, b, xw, t0, t1) for t0, t1 in chunks]
+            for (t0, t1), future in zip(chunks, futures):
+                future.result()
+                _forward(xw, mask, U, h, c, gates, t0, t1, 0, n_samples)
+        return h, c, gates
+    _project(x, W, b, xw, 0, n_steps)
+    if schedule == "rows":
+        with _OneBlasThread():
+            _rows(_forward, (xw, mask, U, h, c, gates, 0, n_steps), n_samples,
+                  min(threads, n_samples // ROW_SPLIT_ROWS))
+    else:
+        _forward(xw, mask, U, h, c, gates, 0, n_steps, 0, n_samples)
+    return h, c, gates
+
+
+def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
+    """``(dx, dW, dU, db)`` given the cost's gradient ``dh``, ``dc`` with respect
+    to every step's ``h`` and ``c`` (NumPy arrays; see :class:`LSTMBackward`)."""
+    n_steps, n_samples, dim = h.shape
+    dxw = np.empty_like(gates)
+    dx = np.empty_like(x)
+    dh_next = np.zeros((n_samples, dim), dtype=h.dtype)
+    dc_next = np.zeros_like(dh_next)
+    recurrence = (mask, U, h, c, gates, dh, dc, dxw, dh_next, dc_next)
+    schedule = _schedule(n_samples)
+    if schedule != "pipeline":
+        if schedule == "rows":
+            with _OneBlasThread():
+                _rows(_backward, recurrence + (0, n_steps), n_samples,
+                      min(threads, n_samples // ROW_SPLIT_ROWS))
+        else:
+            _backward(*recurrence, 0, n_steps, 0, n_samples)
+        chunks = [(0, n_steps)]
+    else:
+        chunks = _chunks(n_steps, n_samples, BACKWARD_CHUNK_ROWS)[::-1]
+    parts = [(np.empty_like(W), np.empty_like(U), np.empty_like(W[0])) for _ in chunks]
+    if schedule != "pipeline":
+        _input_grads(x, W, h, dxw, dx, *parts[0], 0, n_steps)
+    else:
+        with _OneBlasThread():
+            futures = []
+            for (t0, t1), part in zip(chunks, parts):
+                _backward(*recurrence, t0, t1, 0, n_samples)
+                futures.append(_executor(1).submit(_input_grads, x, W, h, dxw, dx, *part, t0, t1))
+            # The recurrence is done: this thread takes, from the last, the
+            # chunks the helper has not started.
+            for (t0, t1), part, future in reversed(list(zip(chunks, parts, futures))):
+                if not future.cancel():
+                    break
+                _input_grads(x, W, h, dxw, dx, *part, t0, t1)
+            for future in futures:
+                if not future.cancelled():
+                    future.result()
+    dW, dU, db = (np.sum([part[k] for part in parts], axis=0, dtype=h.dtype) for k in range(3))
+    return dx, dW, dU, db
 
 
 _FLOATS = ("float32", "float64")
@@ -311,83 +459,81 @@ def _check_float(name, var, dtype, ndim):
 
 
 class LSTMForward(Op):
-    """``(xw, mask, U) -> (h, c, gates)``, the whole masked sequence at once.
+    """``(x, mask, W, U, b) -> (h, c, gates)``, the whole masked sequence at once.
 
-    ``h`` and ``c``: ``(n_timesteps, n_samples, dim)``, every step's hidden
-    and cell state from zero initial states; ``gates``: ``(n_timesteps,
-    n_samples, 4 dim)``, the activations i, f, o, c~ (kept for the gradient).
+    ``x``: ``(n_timesteps, n_samples, n_in)``, the layer's input; ``W``:
+    ``(n_in, 4 dim)``, ``U``: ``(dim, 4 dim)``, ``b``: ``(4 dim,)``. ``h`` and
+    ``c``: ``(n_timesteps, n_samples, dim)``, every step's hidden and cell
+    state from zero initial states; ``gates``: ``(n_timesteps, n_samples,
+    4 dim)``, the activations i, f, o, c~ (kept for the gradient).
     """
 
     __props__ = ()
 
-    def make_node(self, xw, mask, U):
-        xw = pt.as_tensor_variable(xw)
-        _check_dtype(xw.dtype)
-        mask = pt.cast(pt.as_tensor_variable(mask), xw.dtype)
-        U = pt.as_tensor_variable(U)
-        _check_float("xw", xw, xw.dtype, 3)
-        _check_float("mask", mask, xw.dtype, 2)
-        _check_float("U", U, xw.dtype, 2)
-        return Apply(self, [xw, mask, U], [xw.type(), xw.type(), xw.type()])
+    def make_node(self, x, mask, W, U, b):
+        x = pt.as_tensor_variable(x)
+        _check_dtype(x.dtype)
+        mask = pt.cast(pt.as_tensor_variable(mask), x.dtype)
+        W, U, b = (pt.as_tensor_variable(v) for v in (W, U, b))
+        for name, var, ndim in (("x", x, 3), ("mask", mask, 2), ("W", W, 2), ("U", U, 2),
+                                ("b", b, 1)):
+            _check_float(name, var, x.dtype, ndim)
+        h = pt.tensor3(dtype=x.dtype)
+        return Apply(self, [x, mask, W, U, b], [h, h.type(), h.type()])
 
     def perform(self, node, inputs, output_storage):
-        xw, mask, U = (np.ascontiguousarray(a) for a in inputs)
-        n_steps, n_samples, dim4 = xw.shape
-        if dim4 != U.shape[1] or U.shape[1] != 4 * U.shape[0] or mask.shape != xw.shape[:2]:
-            raise ValueError("fused LSTM: shapes xw %s, mask %s, U %s do not fit"
-                             % (xw.shape, mask.shape, U.shape))
-        h = np.empty((n_steps, n_samples, U.shape[0]), dtype=xw.dtype)
-        c = np.empty_like(h)
-        gates = np.empty_like(xw)
-        _run_rows(_forward, (xw, mask, U, h, c, gates), n_samples)
-        for storage, value in zip(output_storage, (h, c, gates)):
+        x, mask, W, U, b = (np.ascontiguousarray(a) for a in inputs)
+        n_steps, n_samples, n_in = x.shape
+        dim4 = U.shape[1]
+        if (W.shape != (n_in, dim4) or dim4 != 4 * U.shape[0] or b.shape != (dim4,)
+                or mask.shape != x.shape[:2]):
+            raise ValueError("fused LSTM: shapes x %s, mask %s, W %s, U %s, b %s do not fit"
+                             % (x.shape, mask.shape, W.shape, U.shape, b.shape))
+        for storage, value in zip(output_storage, lstm_forward_arrays(x, mask, W, U, b)):
             storage[0] = value
 
     def infer_shape(self, fgraph, node, shapes):
-        xw_shape, _, u_shape = shapes
-        h_shape = (xw_shape[0], xw_shape[1], u_shape[0])
-        return [h_shape, h_shape, xw_shape]
+        x_shape, _, _, u_shape, b_shape = shapes
+        h_shape = (x_shape[0], x_shape[1], u_shape[0])
+        return [h_shape, h_shape, (x_shape[0], x_shape[1], b_shape[0])]
 
     def pullback(self, inputs, outputs, output_grads):
-        xw, mask, U = inputs
+        x, mask, W, U, b = inputs
         h, c, gates = outputs
         dh, dc, dgates = output_grads
         if not isinstance(dgates.type, DisconnectedType):
             raise NotImplementedError("fused LSTM: the gate activations are not differentiable")
         dh = pt.zeros_like(h) if isinstance(dh.type, DisconnectedType) else dh
         dc = pt.zeros_like(c) if isinstance(dc.type, DisconnectedType) else dc
-        dxw, dU = LSTMBackward()(mask, U, h, c, gates, dh, dc)
+        dx, dW, dU, db = LSTMBackward()(x, mask, W, U, h, c, gates, dh, dc)
         # The mask is data (1 = real token, 0 = padding), not a parameter.
-        return [dxw, grad_undefined(self, 1, mask, "the mask is not differentiable"), dU]
+        return [dx, grad_undefined(self, 1, mask, "the mask is not differentiable"), dW, dU, db]
 
 
 class LSTMBackward(Op):
-    """``(mask, U, h, c, gates, dh, dc) -> (dxw, dU)``: the gradient of
-    :class:`LSTMForward` given the cost's gradient ``dh``, ``dc`` with respect
-    to its ``h`` and ``c`` outputs."""
+    """``(x, mask, W, U, h, c, gates, dh, dc) -> (dx, dW, dU, db)``: the
+    gradient of :class:`LSTMForward` given the cost's gradient ``dh``, ``dc``
+    with respect to its ``h`` and ``c`` outputs."""
 
     __props__ = ()
 
-    def make_node(self, mask, U, h, c, gates, dh, dc):
-        inputs = [pt.as_tensor_variable(v) for v in (mask, U, h, c, gates, dh, dc)]
-        dtype = inputs[2].dtype
-        for name, var, ndim in zip(("mask", "U", "h", "c", "gates", "dh", "dc"),
-                                   inputs, (2, 2, 3, 3, 3, 3, 3)):
+    def make_node(self, x, mask, W, U, h, c, gates, dh, dc):
+        inputs = [pt.as_tensor_variable(v) for v in (x, mask, W, U, h, c, gates, dh, dc)]
+        dtype = inputs[0].dtype
+        for name, var, ndim in zip(("x", "mask", "W", "U", "h", "c", "gates", "dh", "dc"),
+                                   inputs, (3, 2, 2, 2, 3, 3, 3, 3, 3)):
             _check_float(name, var, dtype, ndim)
-        return Apply(self, inputs, [inputs[4].type(), inputs[1].type()])
+        b = pt.vector(dtype=dtype)
+        return Apply(self, inputs, [inputs[0].type(), inputs[2].type(), inputs[3].type(),
+                                    b.type()])
 
     def perform(self, node, inputs, output_storage):
-        mask, U, h, c, gates, dh, dc = (np.ascontiguousarray(a) for a in inputs)
-        n_steps, n_samples, dim = h.shape
-        dxw = np.empty_like(gates)
-        _run_rows(_backward, (mask, U, h, c, gates, dh, dc, dxw), n_samples)
-        # dU = sum_t h_{t-1}^T dz_t, one GEMM over all steps (h_{-1} = 0).
-        dU = np.dot(h[:-1].reshape(-1, dim).T, dxw[1:].reshape(-1, 4 * dim))
-        output_storage[0][0] = dxw
-        output_storage[1][0] = dU.astype(h.dtype, copy=False)
+        arrays = [np.ascontiguousarray(a) for a in inputs]
+        for storage, value in zip(output_storage, lstm_backward_arrays(*arrays)):
+            storage[0] = value
 
     def infer_shape(self, fgraph, node, shapes):
-        return [shapes[4], shapes[1]]
+        return [shapes[0], shapes[2], shapes[3], (shapes[2][1],)]
 
     def pullback(self, inputs, outputs, output_grads):
         return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
@@ -396,14 +542,15 @@ class LSTMBackward(Op):
 lstm_forward = LSTMForward()
 
 
-def lstm(xw, mask, U):
+def lstm(x, mask, W, U, b):
     """Every hidden state ``(n_timesteps, n_samples, dim)`` of the masked LSTM.
 
-    The same function as the tutorial's ``scan`` in :func:`lstm.lstm_layer`,
-    from the input projection ``xw = x W + b`` (``(n_timesteps, n_samples,
-    4 dim)``), the ``mask`` and the recurrent weights ``U`` (``(dim, 4 dim)``).
+    The same function as the tutorial's ``scan`` in :func:`lstm.lstm_layer`:
+    the input projection ``x W + b`` of ``x`` (``(n_timesteps, n_samples,
+    n_in)``), then the recurrence with the weights ``U`` (``(dim, 4 dim)``)
+    under the ``mask``.
     """
-    h, _, _ = lstm_forward(xw, mask, U)
+    h, _, _ = lstm_forward(x, mask, W, U, b)
     return h
 
 
@@ -429,6 +576,9 @@ def _rmsprop_step(p, zg, rg, rg2, ud, p_out, ud_out, momentum, step, eps):
         new = momentum * ud[k] - step * zg[k] / np.sqrt(rg2[k] - rg[k] * rg[k] + eps)
         ud_out[k] = new
         p_out[k] = p[k] + new
+
+
+MIN_STEP_BLOCK = 1 << 17  # values per thread from which a step is shared out
 
 
 class FusedStep(Op):
@@ -464,9 +614,19 @@ class FusedStep(Op):
         outs = [np.empty_like(arrays[0]), np.empty_like(arrays[0])]
         flat = [a.reshape(-1) for a in arrays + outs]
         if self.rule == "adadelta":
-            _adadelta_step(*flat, real(0.95), real(1e-6))
+            kernel, constants = _adadelta_step, (real(0.95), real(1e-6))
         else:
-            _rmsprop_step(*flat, real(0.9), real(1e-4), real(1e-4))
+            kernel, constants = _rmsprop_step, (real(0.9), real(1e-4), real(1e-4))
+        # Element by element: blocks in threads give the same values.
+        n = min(threads, flat[0].size // MIN_STEP_BLOCK)
+        bounds = [flat[0].size * k // max(n, 1) for k in range(max(n, 1) + 1)]
+        blocks = [[a[lo:hi] for a in flat] + list(constants)
+                  for lo, hi in zip(bounds[:-1], bounds[1:])]
+        if n <= 1:
+            kernel(*blocks[0])
+        else:
+            for future in [_executor(n).submit(kernel, *block) for block in blocks]:
+                future.result()
         for storage, value in zip(output_storage, outs):
             storage[0] = value
 

@@ -439,11 +439,11 @@ def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan")
         h = m_[:, None] * h + (1.0 - m_)[:, None] * h_
         return h, c
 
+    W, b = tparams[_p(prefix, "W")], tparams[_p(prefix, "b")]
+    if impl == "fused":  # the projection below is done inside, in step with the recurrence
+        return fused_lstm.lstm(state_below, mask, W, U, b)
     # The input projection of all steps at once: z = x W + b (+ h U per step).
-    state_below = (pt.dot(state_below, tparams[_p(prefix, "W")])
-                   + tparams[_p(prefix, "b")])
-    if impl == "fused":
-        return fused_lstm.lstm(state_below, mask, U)
+    state_below = pt.dot(state_below, W) + b
     zeros = pt.zeros((n_samples, dim_proj), dtype=config.floatX)
     h, c = pytensor.scan(_step,
                          sequences=[mask, state_below],
@@ -1159,11 +1159,14 @@ class Trainer:
         o = self.options
         splits = {"train": self.train_set, "valid": self.valid_set, "test": self.test_set}
         done = ["valid"] + o.monitored()  # the others are NaN here, null in the log
-        current = unzip(self.model["tparams"])
-        zipp(self.model_params(), self.model["tparams"])  # the average, with --ema
+        averaged = bool(self.model.get("ema"))
+        if averaged:  # evaluate the average of the weights
+            current = unzip(self.model["tparams"])
+            zipp(self.model_params(), self.model["tparams"])
         errs = evaluate(self.model["f_pred_prob"], {name: splits[name] for name in done},
                         o.valid_batch_size, self.prepare_data)
-        zipp(current, self.model["tparams"])
+        if averaged:
+            zipp(current, self.model["tparams"])
         errs = {name: errs.get(name, float("nan")) for name in splits}
         self.history_errs.append([errs["valid"], errs["test"]])
         valid_errs = np.array(self.history_errs)[:, 0]
@@ -1855,11 +1858,12 @@ def evaluate_model(model, dataset=None, split="test"):
     train, test = imdb.load_dataset_file(dataset)
     x, y = test if split == "test" else train
     for m, (o, _) in zip(models, loaded):
-        if max(y) >= o.ydim or o.ydim != options.ydim:
-            raise DataError("%s: label %d, but the model %s has %d classes"
-                            % (dataset, max(y), m, o.ydim) if max(y) >= o.ydim else
-                            "%s has %d classes, %s has %d: not one ensemble"
+        if o.ydim != options.ydim:
+            raise DataError("%s has %d classes, %s has %d: not one ensemble"
                             % (models[0], options.ydim, m, o.ydim))
+    if max(y) >= options.ydim:
+        raise DataError("%s: label %d, but the model %s has %d classes"
+                        % (dataset, max(y), models[0], options.ydim))
     order = sorted(range(len(x)), key=lambda n: len(x[n]))  # less padding
     probs = 0.0
     for o, f_pred_prob in loaded:

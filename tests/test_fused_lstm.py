@@ -40,22 +40,37 @@ def masks(T, B, rng):
     return (np.arange(T)[:, None] < lengths).astype("float64")
 
 
+NAMES = ["h", "c", "cost", "dx", "dW", "dU", "db"]
+
+
 def both(dtype, dim, use_c):
-    """Compiled (h, c, cost, dcost/dxw, dcost/dU) for the scan and the fused Ops."""
-    xw = pt.tensor3("xw", dtype=dtype)
+    """Compiled (h, c, cost, and the cost's gradient with respect to x, W, U, b)
+    for the scan (on the projection x W + b) and the fused Ops."""
+    x = pt.tensor3("x", dtype=dtype)
     mask = pt.matrix("mask", dtype=dtype)
+    W = pt.matrix("W", dtype=dtype)
     U = pt.matrix("U", dtype=dtype)
+    b = pt.vector("b", dtype=dtype)
     wh = pt.tensor3("wh", dtype=dtype)
     wc = pt.tensor3("wc", dtype=dtype)
-    h_s, c_s = scan_lstm(xw, mask, U, dim)
-    h_f, c_f, _ = fused_lstm.lstm_forward(xw, mask, U)
+    h_s, c_s = scan_lstm(pt.dot(x, W) + b, mask, U, dim)
+    h_f, c_f, _ = fused_lstm.lstm_forward(x, mask, W, U, b)
     fns = []
     for h, c in ((h_s, c_s), (h_f, c_f)):
         cost = (h * wh).sum() + ((c * wc).sum() if use_c else 0)
-        outs = [h, c, cost] + pytensor.grad(cost, [xw, U])
-        fns.append(pytensor.function([xw, mask, U, wh, wc], outs,
+        outs = [h, c, cost] + pytensor.grad(cost, [x, W, U, b])
+        fns.append(pytensor.function([x, mask, W, U, b, wh, wc], outs,
                                      on_unused_input="ignore"))
     return fns
+
+
+def lstm_args(T, B, dim, rng, n_in=3, dtype="float64", scale=1.0):
+    """x, mask, W, U, b, wh, wc for :func:`both`."""
+    args = [rng.standard_normal((T, B, n_in)), masks(T, B, rng),
+            scale * rng.standard_normal((n_in, 4 * dim)),
+            0.5 * rng.standard_normal((dim, 4 * dim)), 0.5 * rng.standard_normal(4 * dim),
+            rng.standard_normal((T, B, dim)), rng.standard_normal((T, B, dim))]
+    return [a.astype(dtype) for a in args]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -64,11 +79,8 @@ def both(dtype, dim, use_c):
 def test_fused_matches_scan(dtype, use_c, T, B, dim):
     rng = np.random.default_rng(T * 100 + B)
     f_scan, f_fused = both(dtype, dim, use_c)
-    args = [2 * rng.standard_normal((T, B, 4 * dim)), masks(T, B, rng),
-            0.5 * rng.standard_normal((dim, 4 * dim)),
-            rng.standard_normal((T, B, dim)), rng.standard_normal((T, B, dim))]
-    args = [a.astype(dtype) for a in args]
-    for name, want, got in zip(["h", "c", "cost", "dxw", "dU"], f_scan(*args), f_fused(*args)):
+    args = lstm_args(T, B, dim, rng, dtype=dtype, scale=1.5)
+    for name, want, got in zip(NAMES, f_scan(*args), f_fused(*args)):
         assert got.dtype == want.dtype == dtype, name
         np.testing.assert_allclose(got, want, err_msg=name, **TOL[dtype])
 
@@ -77,28 +89,25 @@ def test_fractional_mask_matches_scan():
     """The tutorial's formula holds for any mask value, not only 0 and 1."""
     rng = np.random.default_rng(3)
     f_scan, f_fused = both("float64", 4, True)
-    args = [rng.standard_normal((6, 3, 16)), rng.random((6, 3)), rng.standard_normal((4, 16)),
-            rng.standard_normal((6, 3, 4)), rng.standard_normal((6, 3, 4))]
-    for want, got in zip(f_scan(*args), f_fused(*args)):
-        np.testing.assert_allclose(got, want, **TOL["float64"])
+    args = lstm_args(6, 3, 4, rng)
+    args[1] = rng.random((6, 3))
+    for name, want, got in zip(NAMES, f_scan(*args), f_fused(*args)):
+        np.testing.assert_allclose(got, want, err_msg=name, **TOL["float64"])
 
 
 def test_padding_content_never_matters():
     rng = np.random.default_rng(4)
     _, f_fused = both("float32", 5, False)
-    mask = masks(9, 4, rng).astype("float32")
-    args = [rng.standard_normal((9, 4, 20)).astype("float32"), mask,
-            rng.standard_normal((5, 20)).astype("float32"),
-            rng.standard_normal((9, 4, 5)).astype("float32"),
-            np.zeros((9, 4, 5), "float32")]
+    args = lstm_args(9, 4, 5, rng, dtype="float32")
+    mask = args[1]
     first = f_fused(*args)
     args[0] = np.where(mask[:, :, None] > 0, args[0], 1e3 * rng.standard_normal(args[0].shape)
                        ).astype("float32")
     second = f_fused(*args)
-    np.testing.assert_array_equal(second[4], first[4])  # dU
-    h1, h2 = first[0], second[0]
-    np.testing.assert_array_equal(h2, h1)
-    # The gradient of the pre-activations is zero on padded steps.
+    for name, one, two in zip(NAMES, first, second):
+        if name != "dx":
+            np.testing.assert_array_equal(two, one, err_msg=name)
+    # The gradient of the input is zero on padded steps.
     assert np.all(second[3][mask == 0] == 0)
 
 
@@ -158,13 +167,13 @@ def test_rational_tanh_accuracy_and_special_values():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_nan_reaches_the_output(dtype):
     """A NaN weight must reach the cost, so training stops on 'bad cost detected'."""
-    xw = pt.tensor3(dtype=dtype)
-    mask = pt.matrix(dtype=dtype)
-    U = pt.matrix(dtype=dtype)
-    f = pytensor.function([xw, mask, U], fused_lstm.lstm(xw, mask, U))
+    x, mask = pt.tensor3(dtype=dtype), pt.matrix(dtype=dtype)
+    W, U, b = pt.matrix(dtype=dtype), pt.matrix(dtype=dtype), pt.vector(dtype=dtype)
+    f = pytensor.function([x, mask, W, U, b], fused_lstm.lstm(x, mask, W, U, b))
     Uv = np.zeros((3, 12), dtype)
     Uv[0, 0] = np.nan
-    h = f(np.ones((4, 2, 12), dtype), np.ones((4, 2), dtype), Uv)
+    h = f(np.ones((4, 2, 12), dtype), np.ones((4, 2), dtype), np.eye(12, dtype=dtype), Uv,
+          np.zeros(12, dtype))
     assert not np.isnan(h[0]).any()  # h_0 = 0 meets U only from step 1 on
     assert np.isnan(h[1, :, 0]).all()  # step 1: the NaN input gate of unit 0
     assert np.isnan(h[2:]).all()  # then every unit through h U
@@ -198,24 +207,33 @@ def test_blas_is_found_here():
     assert set(fused_lstm._CBLAS) == {"float32", "float64"}
 
 
+def symbols(dtype):
+    """x, mask, W, U, b."""
+    return (pt.tensor3(dtype=dtype), pt.matrix(dtype=dtype), pt.matrix(dtype=dtype),
+            pt.matrix(dtype=dtype), pt.vector(dtype=dtype))
+
+
 def test_bad_inputs_are_refused():
+    x, mask, W, U, b = symbols("float32")
     with pytest.raises(TypeError, match="dimensions"):
-        fused_lstm.lstm_forward(pt.matrix(dtype="float32"), pt.matrix(dtype="float32"),
-                                pt.matrix(dtype="float32"))
+        fused_lstm.lstm_forward(mask, mask, W, U, b)
     with pytest.raises(TypeError, match="dtype"):
-        fused_lstm.lstm_forward(pt.tensor3(dtype="float32"), pt.matrix(dtype="float32"),
-                                pt.matrix(dtype="float64"))
+        fused_lstm.lstm_forward(x, mask, W, pt.matrix(dtype="float64"), b)
     with pytest.raises(TypeError, match="float32 or float64"):
-        fused_lstm.lstm_forward(pt.tensor3(dtype="int64"), pt.matrix(), pt.matrix())
-    xw, mask, U = pt.tensor3(dtype="float32"), pt.matrix(dtype="float32"), pt.matrix(dtype="float32")
-    f = pytensor.function([xw, mask, U], fused_lstm.lstm(xw, mask, U))
-    with pytest.raises(ValueError, match="do not fit"):
-        f(np.zeros((3, 2, 12), "float32"), np.ones((3, 2), "float32"), np.zeros((4, 12), "float32"))
+        fused_lstm.lstm_forward(pt.tensor3(dtype="int64"), mask, W, U, b)
+    f = pytensor.function([x, mask, W, U, b], fused_lstm.lstm(x, mask, W, U, b))
+    good = [np.zeros((3, 2, 5), "float32"), np.ones((3, 2), "float32"),
+            np.zeros((5, 12), "float32"), np.zeros((3, 12), "float32"), np.zeros(12, "float32")]
+    assert f(*good).shape == (3, 2, 3)
+    for k, bad in [(2, np.zeros((4, 12), "float32")), (3, np.zeros((4, 12), "float32")),
+                   (4, np.zeros(11, "float32")), (1, np.ones((3, 3), "float32"))]:
+        with pytest.raises(ValueError, match="do not fit"):
+            f(*(good[:k] + [bad] + good[k + 1:]))
 
 
 def test_second_derivatives_are_refused():
-    xw, mask, U = pt.tensor3(dtype="float64"), pt.matrix(dtype="float64"), pt.matrix(dtype="float64")
-    cost = fused_lstm.lstm(xw, mask, U).sum()
+    x, mask, W, U, b = symbols("float64")
+    cost = fused_lstm.lstm(x, mask, W, U, b).sum()
     g = pytensor.grad(cost, U).sum()
     with pytest.raises(Exception, match="not implemented|NullType|undefined"):
         pytensor.grad(g, U)
@@ -223,7 +241,10 @@ def test_second_derivatives_are_refused():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(7,), (5, 3)])
-def test_fused_optimizer_steps_match_the_tutorial_rules(dtype, shape):
+@pytest.mark.parametrize("n_threads", [1, 3], ids=["one-block", "blocks-in-threads"])
+def test_fused_optimizer_steps_match_the_tutorial_rules(dtype, shape, n_threads, monkeypatch):
+    monkeypatch.setattr(fused_lstm, "threads", n_threads)
+    monkeypatch.setattr(fused_lstm, "MIN_STEP_BLOCK", 2)  # 3 blocks of 2-3 (7) or 5 values
     rng = np.random.default_rng(9)
     p, g, r1, r2, ud = (rng.standard_normal(shape).astype(dtype) for _ in range(5))
     r2 = (np.abs(r2) + r1 ** 2).astype(dtype)  # E[g^2] >= E[g]^2, as in a real run
@@ -271,19 +292,69 @@ def test_embedding_lookup_and_gradient_match_pytensor():
         outs[0](np.array([9]), g[:1])
 
 
-def test_threads_share_out_the_batch_rows(monkeypatch):
-    """Row blocks in threads compute what one thread computes."""
+def chunked(monkeypatch, n_threads, row_split_rows):
+    """Small chunks of steps, so that every schedule has several."""
+    monkeypatch.setattr(fused_lstm, "threads", n_threads)
+    monkeypatch.setattr(fused_lstm, "ROW_SPLIT_ROWS", row_split_rows)
+    monkeypatch.setattr(fused_lstm, "FORWARD_CHUNK_ROWS", 40)  # 2 steps of 19 rows
+    monkeypatch.setattr(fused_lstm, "BACKWARD_CHUNK_ROWS", 60)  # 3 steps
+
+
+@pytest.mark.parametrize("schedule,n_threads,row_split_rows", [
+    ("pipeline", 2, 16), ("rows", 2, 8), ("rows", 3, 6)])
+def test_schedules_compute_what_one_thread_computes(monkeypatch, schedule, n_threads,
+                                                    row_split_rows):
+    """The recurrence in this thread with a helper for the large products, and
+    row blocks in threads, against everything in one thread."""
+    if fused_lstm._BLAS_THREADS is None:
+        pytest.skip("NumPy's OpenBLAS not found: one thread only")
     rng = np.random.default_rng(11)
     T, B, D = 7, 19, 5  # 19 rows: blocks of 9 and 10 with two threads
-    args = [rng.standard_normal((T, B, 4 * D)), masks(T, B, rng),
-            0.5 * rng.standard_normal((D, 4 * D)), rng.standard_normal((T, B, D)),
-            np.zeros((T, B, D))]
-    args = [a.astype(config.floatX) for a in args]
-    _, f_fused = both(config.floatX, D, False)
-    results = {}
-    for n in (1, 2):
-        monkeypatch.setattr(fused_lstm, "threads", n)
-        results[n] = f_fused(*args)
-    assert fused_lstm._SET_LOCAL_BLAS_THREADS is not None  # threads really ran here
-    for one, two in zip(results[1], results[2]):
-        np.testing.assert_allclose(two, one, rtol=1e-6, atol=1e-7)
+    args = lstm_args(T, B, D, rng, dtype=config.floatX)
+    _, f_fused = both(config.floatX, D, True)
+    chunked(monkeypatch, 1, row_split_rows)
+    assert fused_lstm._schedule(B) == "serial"
+    want = f_fused(*args)
+    chunked(monkeypatch, n_threads, row_split_rows)
+    assert fused_lstm._schedule(B) == schedule
+    for _ in range(3):
+        got = f_fused(*args)
+        for name, one, other in zip(NAMES, want, got):
+            np.testing.assert_allclose(other, one, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_pipeline_results_never_depend_on_timing(monkeypatch):
+    """Who computes which chunk's gradients depends on timing; the sum does not."""
+    rng = np.random.default_rng(13)
+    args = lstm_args(40, 19, 6, rng, dtype=config.floatX)
+    _, f_fused = both(config.floatX, 6, True)
+    chunked(monkeypatch, 2, 16)
+    first = f_fused(*args)
+    for _ in range(10):
+        for name, one, other in zip(NAMES, first, f_fused(*args)):
+            np.testing.assert_array_equal(other, one, err_msg=name)
+
+
+@pytest.mark.skipif(fused_lstm._BLAS_THREADS is None, reason="NumPy's OpenBLAS not found")
+@pytest.mark.parametrize("row_split_rows", [16, 4], ids=["pipeline", "rows"])
+def test_threaded_kernels_leave_numpys_blas_threads_alone(monkeypatch, row_split_rows):
+    """NumPy's OpenBLAS runs on one thread while the kernels' threads run, and
+    gets its count back after. (The first version called OpenBLAS's
+    ``openblas_set_num_threads_local`` in each kernel thread, which sets the
+    count for the whole process: every later NumPy product ran on one thread.)"""
+    get_threads, set_threads = fused_lstm._BLAS_THREADS
+    before = get_threads()
+    set_threads(2)
+    try:
+        chunked(monkeypatch, 2, row_split_rows)
+        rng = np.random.default_rng(12)
+        x, mask, W, U, b, dh, dc = lstm_args(5, 16, 4, rng, dtype=config.floatX)
+        calls = []
+        monkeypatch.setattr(fused_lstm, "_BLAS_THREADS",
+                            (get_threads, lambda n: (calls.append(n), set_threads(n))))
+        h, c, gates = fused_lstm.lstm_forward_arrays(x, mask, W, U, b)
+        fused_lstm.lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc)
+        assert calls == [1, 2, 1, 2]  # one thread for the kernels' calls, then back
+        assert get_threads() == 2
+    finally:
+        set_threads(before)
