@@ -262,8 +262,11 @@ def _backward(mask, U, h, c, gates, dh_out, dc_out, dxw, dh_next, dc_next, t0, t
 #   per-step GEMM costs about as much as the whole batch's (OpenBLAS repacks
 #   U at every call), so splitting the rows gains nothing;
 # - a larger batch shares out its rows: each thread runs the recurrence of
-#   a row block (rows are independent through the whole sequence), and the
-#   large products use the BLAS's own threads.
+#   a row block (rows are independent through the whole sequence); before
+#   and after it, each thread computes the large products of a block of steps.
+#
+# The BLAS's own threads are never used inside the Ops: OpenBLAS's idle
+# threads spin for a while after each call, taking a core from the kernels.
 #
 # Each chunk's gradients go to the chunk's own buffers, summed in a fixed
 # order at the end: the result never depends on which thread ran what.
@@ -290,8 +293,8 @@ def _blas_thread_control():
 
 _BLAS_THREADS = _blas_thread_control() if _CBLAS else None
 ROW_SPLIT_ROWS = 16  # rows per thread from which the rows are shared out
-FORWARD_CHUNK_ROWS = 128  # steps x rows per projection chunk (small batches)
-BACKWARD_CHUNK_ROWS = 256  # steps x rows per gradient chunk (small batches)
+FORWARD_CHUNK_ROWS = 256  # steps x rows per projection chunk (small batches)
+BACKWARD_CHUNK_ROWS = 512  # steps x rows per gradient chunk (small batches)
 
 
 def _default_threads():
@@ -366,13 +369,26 @@ def _input_grads(x, W, h, dxw, dx, dW, dU, db, t0, t1):
         np.sum(dz, axis=0, out=db)
 
 
-def _rows(kernel, args, n_samples, n):
-    """``kernel(*args, lo, hi)`` over ``n`` row blocks, in threads."""
-    bounds = [n_samples * k // n for k in range(n + 1)]
-    futures = [_executor(n).submit(kernel, *args, lo, hi)
-               for lo, hi in zip(bounds[:-1], bounds[1:])]
+def _blocks(size, n):
+    """``range(size)`` cut into ``n`` near-equal ``(lo, hi)`` blocks (no empty one)."""
+    bounds = [size * k // n for k in range(n + 1)]
+    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if lo < hi]
+
+
+def _in_threads(fn, calls):
+    """``fn(*args)`` for every ``args`` of ``calls``, each in its own pool thread."""
+    futures = [_executor(len(calls)).submit(fn, *args) for args in calls]
     for future in futures:
         future.result()
+
+
+def _row_threads(n_samples):
+    return max(1, min(threads, n_samples // ROW_SPLIT_ROWS))
+
+
+def _grad_parts(W, U, n):
+    """``n`` chunks' own ``(dW, dU, db)`` buffers."""
+    return [(np.empty_like(W), np.empty_like(U), np.empty_like(W[0])) for _ in range(n)]
 
 
 def lstm_forward_arrays(x, mask, W, U, b):
@@ -382,22 +398,24 @@ def lstm_forward_arrays(x, mask, W, U, b):
     xw = np.empty((n_steps, n_samples, dim4), dtype=x.dtype)
     h = np.empty((n_steps, n_samples, dim4 // 4), dtype=x.dtype)
     c, gates = np.empty_like(h), np.empty_like(xw)
+    recurrence = (xw, mask, U, h, c, gates)
     schedule = _schedule(n_samples)
-    if schedule == "pipeline":
+    if schedule == "serial":
+        _project(x, W, b, xw, 0, n_steps)
+        _forward(*recurrence, 0, n_steps, 0, n_samples)
+    elif schedule == "rows":
+        n = _row_threads(n_samples)
+        with _OneBlasThread():
+            _in_threads(_project, [(x, W, b, xw) + steps for steps in _blocks(n_steps, n)])
+            _in_threads(_forward, [recurrence + (0, n_steps) + rows
+                                   for rows in _blocks(n_samples, n)])
+    else:
         with _OneBlasThread():
             chunks = _chunks(n_steps, n_samples, FORWARD_CHUNK_ROWS)
             futures = [_executor(1).submit(_project, x, W, b, xw, t0, t1) for t0, t1 in chunks]
             for (t0, t1), future in zip(chunks, futures):
                 future.result()
-                _forward(xw, mask, U, h, c, gates, t0, t1, 0, n_samples)
-        return h, c, gates
-    _project(x, W, b, xw, 0, n_steps)
-    if schedule == "rows":
-        with _OneBlasThread():
-            _rows(_forward, (xw, mask, U, h, c, gates, 0, n_steps), n_samples,
-                  min(threads, n_samples // ROW_SPLIT_ROWS))
-    else:
-        _forward(xw, mask, U, h, c, gates, 0, n_steps, 0, n_samples)
+                _forward(*recurrence, t0, t1, 0, n_samples)
     return h, c, gates
 
 
@@ -410,32 +428,34 @@ def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
     dh_next = np.zeros((n_samples, dim), dtype=h.dtype)
     dc_next = np.zeros_like(dh_next)
     recurrence = (mask, U, h, c, gates, dh, dc, dxw, dh_next, dc_next)
+    grads = (x, W, h, dxw, dx)
     schedule = _schedule(n_samples)
-    if schedule != "pipeline":
-        if schedule == "rows":
-            with _OneBlasThread():
-                _rows(_backward, recurrence + (0, n_steps), n_samples,
-                      min(threads, n_samples // ROW_SPLIT_ROWS))
-        else:
-            _backward(*recurrence, 0, n_steps, 0, n_samples)
-        chunks = [(0, n_steps)]
+    if schedule == "serial":
+        parts = _grad_parts(W, U, 1)
+        _backward(*recurrence, 0, n_steps, 0, n_samples)
+        _input_grads(*grads, *parts[0], 0, n_steps)
+    elif schedule == "rows":
+        n = _row_threads(n_samples)
+        with _OneBlasThread():
+            _in_threads(_backward, [recurrence + (0, n_steps) + rows
+                                    for rows in _blocks(n_samples, n)])
+            chunks = _blocks(n_steps, n)
+            parts = _grad_parts(W, U, len(chunks))
+            _in_threads(_input_grads, [grads + part + steps for part, steps in zip(parts, chunks)])
     else:
         chunks = _chunks(n_steps, n_samples, BACKWARD_CHUNK_ROWS)[::-1]
-    parts = [(np.empty_like(W), np.empty_like(U), np.empty_like(W[0])) for _ in chunks]
-    if schedule != "pipeline":
-        _input_grads(x, W, h, dxw, dx, *parts[0], 0, n_steps)
-    else:
+        parts = _grad_parts(W, U, len(chunks))
         with _OneBlasThread():
             futures = []
             for (t0, t1), part in zip(chunks, parts):
                 _backward(*recurrence, t0, t1, 0, n_samples)
-                futures.append(_executor(1).submit(_input_grads, x, W, h, dxw, dx, *part, t0, t1))
+                futures.append(_executor(1).submit(_input_grads, *grads, *part, t0, t1))
             # The recurrence is done: this thread takes, from the last, the
             # chunks the helper has not started.
             for (t0, t1), part, future in reversed(list(zip(chunks, parts, futures))):
                 if not future.cancel():
                     break
-                _input_grads(x, W, h, dxw, dx, *part, t0, t1)
+                _input_grads(*grads, *part, t0, t1)
             for future in futures:
                 if not future.cancelled():
                     future.result()
