@@ -638,15 +638,13 @@ class FusedStep(Op):
         else:
             kernel, constants = _rmsprop_step, (real(0.9), real(1e-4), real(1e-4))
         # Element by element: blocks in threads give the same values.
-        n = min(threads, flat[0].size // MIN_STEP_BLOCK)
-        bounds = [flat[0].size * k // max(n, 1) for k in range(max(n, 1) + 1)]
+        n = max(1, min(threads, flat[0].size // MIN_STEP_BLOCK))
         blocks = [[a[lo:hi] for a in flat] + list(constants)
-                  for lo, hi in zip(bounds[:-1], bounds[1:])]
-        if n <= 1:
-            kernel(*blocks[0])
+                  for lo, hi in _blocks(flat[0].size, n)]
+        if n == 1:
+            kernel(*flat, *constants)
         else:
-            for future in [_executor(n).submit(kernel, *block) for block in blocks]:
-                future.result()
+            _in_threads(kernel, blocks)
         for storage, value in zip(output_storage, outs):
             storage[0] = value
 
