@@ -336,8 +336,9 @@ def _schedule(n_samples):
 
 
 def _chunks(n_steps, n_samples, rows):
+    """The steps in near-equal chunks of about ``rows`` steps x reviews each."""
     size = max(1, rows // max(n_samples, 1))
-    return [(t0, min(t0 + size, n_steps)) for t0 in range(0, n_steps, size)]
+    return _blocks(n_steps, max(1, -(-n_steps // size)))
 
 
 def _nan_passes():
