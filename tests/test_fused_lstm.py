@@ -358,3 +358,85 @@ def test_threaded_kernels_leave_numpys_blas_threads_alone(monkeypatch, row_split
         assert get_threads() == 2
     finally:
         set_threads(before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_masked_mean_and_gradient_match_pytensor(dtype):
+    """MaskedMean does the tutorial's mean pooling's arithmetic, to the last
+    bit or so (PyTensor fuses the division with neighbouring ops, compiled with
+    its own flags, and may round once differently)."""
+    rng = np.random.default_rng(13)
+    h, mask = pt.tensor3(dtype=dtype), pt.matrix(dtype=dtype)
+    w = pt.matrix(dtype=dtype)
+    outs = []
+    for pooled in (fused_lstm.masked_mean(h, mask),
+                   (h * mask[:, :, None]).sum(axis=0) / mask.sum(axis=0)[:, None]):
+        cost = (pt.tanh(pooled) * w).sum()
+        outs.append(pytensor.function([h, mask, w], [pooled, pytensor.grad(cost, h)]))
+    hv = rng.standard_normal((9, 5, 6)).astype(dtype)
+    mv = (rng.random((9, 5)) < 0.6).astype(dtype)
+    mv[0] = 1
+    wv = rng.standard_normal((5, 6)).astype(dtype)
+    rtol = {"float32": 3e-7, "float64": 1e-15}[dtype]
+    for fractional in (False, True):
+        if fractional:
+            mv[:, 1] = 0.5
+        (mean, grad), (mean_want, grad_want) = (f(hv, mv, wv) for f in outs)
+        np.testing.assert_allclose(mean, mean_want, rtol=rtol, atol=0)
+        np.testing.assert_allclose(grad, grad_want, rtol=rtol, atol=0)
+    with pytest.raises(ValueError, match="do not fit"):
+        outs[0](hv, mv[:, :4], wv)
+
+
+def test_recycled_buffers_are_never_shared_while_in_use():
+    """The pool lends a buffer again only once nothing refers to it."""
+    pool = fused_lstm._Pool()
+    n = fused_lstm.MIN_POOLED_BYTES // 4
+    a = pool.empty((n,), "float32")
+    b = pool.empty((2, n), "float32")
+    assert not np.shares_memory(a, b)
+    view = b[1]
+    del b
+    c = pool.empty((n,), "float32")  # b's buffer is still held by its view
+    assert not np.shares_memory(c, view) and not np.shares_memory(c, a)
+    del view, c
+    d = pool.zeros((2, n), "float32")  # now b's buffer (or c's) is lent again
+    assert len(pool.buffers) == 3 and not np.shares_memory(d, a) and not d.any()
+    small = pool.empty((3,), "float64")  # small arrays come from malloc
+    assert len(pool.buffers) == 3 and small.shape == (3,)
+
+
+def test_the_pool_lets_free_buffers_go_beyond_its_cap(monkeypatch):
+    monkeypatch.setattr(fused_lstm, "MAX_POOLED", 4)
+    pool = fused_lstm._Pool()
+    n = fused_lstm.MIN_POOLED_BYTES // 4
+    held = [pool.empty((n * (k + 1),), "float32") for k in range(6)]  # all in use
+    assert len(pool.buffers) == 6
+    del held[:5]
+    big = pool.empty((n * 10,), "float32")  # none fits: new; the free ones beyond 4 go
+    assert len(pool.buffers) == 4
+    assert any(buf is held[0].base for buf in pool.buffers)
+    assert any(buf is big.base for buf in pool.buffers)
+
+
+def test_op_outputs_held_by_the_caller_are_not_overwritten():
+    """A function's output that the caller keeps is not lent out again."""
+    rng = np.random.default_rng(14)
+    x, mask, W, U, b, _, _ = lstm_args(40, 16, 64, rng, n_in=8, dtype=config.floatX)
+    tx, tm = pt.tensor3(dtype=config.floatX), pt.matrix(dtype=config.floatX)
+    f = pytensor.function([tx, tm], fused_lstm.lstm(tx, tm, W, U, b))
+    first = f(x, mask)
+    kept = first.copy()
+    second = f(x[::-1].copy(), mask)
+    assert not np.shares_memory(first, second)
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_softmax_runs_inlined_as_c_ops():
+    """pt.special.softmax compiles to element-wise ops, not a Python-called inner function."""
+    z = pt.matrix(dtype=config.floatX)
+    f = pytensor.function([z], pt.special.softmax(z, axis=-1))
+    assert not any(isinstance(node.op, pt.special.Softmax) for node in f.maker.fgraph.apply_nodes)
+    zv = np.array([[1.0, 2.0], [0.0, -3.0]], dtype=config.floatX)
+    want = np.exp(zv) / np.exp(zv).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(f(zv), want, rtol=1e-6)

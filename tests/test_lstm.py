@@ -89,10 +89,11 @@ def test_lstm_layer_matches_numpy_step_by_step(lengths, rng):
         np.testing.assert_array_equal(got[n:, j], np.repeat(got[n - 1:n, j], T - n, 0))
 
 
-def test_mean_pool_uses_only_unmasked_steps(rng):
+@pytest.mark.parametrize("impl", lstm.LSTM_IMPLS)
+def test_mean_pool_uses_only_unmasked_steps(rng, impl):
     h = pt.tensor3("h", dtype=config.floatX)
     mask = pt.matrix("mask", dtype=config.floatX)
-    f = pytensor.function([h, mask], lstm.mean_pool(h, mask))
+    f = pytensor.function([h, mask], lstm.mean_pool(h, mask, impl))
     hv = rng.standard_normal((5, 3, 2)).astype(config.floatX)
     m = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0]], config.floatX)
     want = np.stack([hv[:5, 0].mean(0), hv[:2, 1].mean(0), hv[:1, 2].mean(0)])
