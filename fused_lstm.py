@@ -26,8 +26,11 @@ Eigen uses for float32; ``sigmoid(x) = (1 + tanh(x / 2)) / 2``), at most
 the exact ``tanh``. Two smaller Ops remove the other slow steps of a training
 update: :class:`Embedding` (whose gradient adds rows in a compiled loop rather
 than with NumPy's ``add.at``) and :class:`FusedStep` (AdaDelta's or
-RMSProp's parameter step in one vectorised pass). ``tests/test_fused_lstm.py``
-checks every Op against the ``scan``/PyTensor reference and NumPy.
+RMSProp's parameter step in one vectorised pass); :class:`MaskedMean` does
+the tutorial's mean pooling in one pass. The Ops' large arrays come from a
+pool of buffers that stay mapped (see "Recycled arrays"), and the classifier's
+softmax is inlined (see the end). ``tests/test_fused_lstm.py`` checks every
+Op against the ``scan``/PyTensor reference and NumPy.
 
 Axes: ``x`` is ``(n_timesteps, n_samples, n_in)``, ``mask`` is
 ``(n_timesteps, n_samples)``, ``W`` is ``(n_in, 4 dim)``, ``U`` is

@@ -212,6 +212,9 @@ def main(argv=None):
     p.add_argument("--torch-threads", type=int, default=0,
                    help="PyTorch's threads (0: its default); for a one-core comparison "
                         "also set OPENBLAS_NUM_THREADS=1 for the project's BLAS")
+    p.add_argument("--torch-no-onednn", action="store_true",
+                   help="turn off PyTorch's oneDNN (MKL-DNN) kernels, which its nn.LSTM uses "
+                        "on CPU by default, to see what they bring")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     try:
@@ -220,12 +223,14 @@ def main(argv=None):
         p.error("PyTorch is not installed: pip install -r benchmarks/requirements.txt")
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
+    torch.backends.mkldnn.enabled = not args.torch_no_onednn
 
     gflops = gemm_gflops()
     print("PyTensor %s (mode %s, OPENBLAS_NUM_THREADS=%s), PyTorch %s with %d threads, "
-          "NumPy GEMM %.0f GFLOP/s" % (lstm.pytensor.__version__, lstm.Config().mode,
-                                       os.environ.get("OPENBLAS_NUM_THREADS", "unset"),
-                                       torch.__version__, torch.get_num_threads(), gflops))
+          "oneDNN %s, NumPy GEMM %.0f GFLOP/s"
+          % (lstm.pytensor.__version__, lstm.Config().mode,
+             os.environ.get("OPENBLAS_NUM_THREADS", "unset"), torch.__version__,
+             torch.get_num_threads(), "on" if torch.backends.mkldnn.enabled else "off", gflops))
     shapes, bounds = [], {}
     for T, B in args.shapes:
         print("\nT=%d, B=%d" % (T, B))
@@ -259,6 +264,7 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(dict(shapes=shapes, flop_bound_ms=bounds, gemm_gflops=gflops,
                            torch_threads=torch.get_num_threads(),
+                           torch_onednn=bool(torch.backends.mkldnn.enabled),
                            openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS")), f, indent=2)
             f.write("\n")
 
