@@ -554,6 +554,13 @@ def _check_float(name, var, dtype, ndim):
         raise TypeError("fused LSTM: %s has dtype %s, expected %s" % (name, var.dtype, dtype))
 
 
+class _Terminal(Op):
+    """An Op with no gradient of its own: a gradient, or an optimizer's step."""
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
+
+
 class LSTMForward(Op):
     """``(x, mask, W, U, b) -> (h, c, gates)``, the whole masked sequence at once.
 
@@ -606,7 +613,7 @@ class LSTMForward(Op):
         return [dx, grad_undefined(self, 1, mask, "the mask is not differentiable"), dW, dU, db]
 
 
-class LSTMBackward(Op):
+class LSTMBackward(_Terminal):
     """``(x, mask, W, U, h, c, gates, dh, dc) -> (dx, dW, dU, db)``: the
     gradient of :class:`LSTMForward` given the cost's gradient ``dh``, ``dc``
     with respect to its ``h`` and ``c`` outputs."""
@@ -630,9 +637,6 @@ class LSTMBackward(Op):
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0], shapes[2], shapes[3], (shapes[2][1],)]
-
-    def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
 
 
 lstm_forward = LSTMForward()
@@ -677,7 +681,7 @@ def _rmsprop_step(p, zg, rg, rg2, ud, p_out, ud_out, momentum, step, eps):
 MIN_STEP_BLOCK = 1 << 17  # values per thread from which a step is shared out
 
 
-class FusedStep(Op):
+class FusedStep(_Terminal):
     """One optimizer's parameter step as one Op: ``rule`` is ``"adadelta"``
     (inputs ``p, g, E[dx^2], E[g^2]``; outputs the new ``p, E[dx^2]``) or
     ``"rmsprop"`` (inputs ``p, g, E[g], E[g^2], d``; outputs the new ``p, d``).
@@ -726,9 +730,6 @@ class FusedStep(Op):
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0], shapes[0]]
-
-    def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
 
 
 adadelta_step = FusedStep("adadelta")
@@ -782,7 +783,7 @@ class Embedding(Op):
                 grad_undefined(self, 1, idx, "word indices are not differentiable")]
 
 
-class EmbeddingGrad(Op):
+class EmbeddingGrad(_Terminal):
     """``(W, idx, g) -> dW``: zeros shaped like ``W`` with each row ``g[k]``
     added to row ``idx[k]`` (repeated words add up)."""
 
@@ -806,12 +807,8 @@ class EmbeddingGrad(Op):
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0]]
 
-    def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
-
 
 embedding = Embedding()
-
 
 
 # ---------------------------------------------------------------------------
@@ -893,7 +890,7 @@ class MaskedMean(Op):
                 grad_undefined(self, 1, mask, "the mask is not differentiable")]
 
 
-class MaskedMeanGrad(Op):
+class MaskedMeanGrad(_Terminal):
     """``(g, mask, h) -> dh``: :class:`MaskedMean`'s gradient (``h`` for its shape only)."""
 
     __props__ = ()
@@ -912,11 +909,9 @@ class MaskedMeanGrad(Op):
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[2]]
 
-    def pullback(self, inputs, outputs, output_grads):
-        return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
-
 
 masked_mean = MaskedMean()
+
 
 # ---------------------------------------------------------------------------
 # The classifier's softmax, inlined. PyTensor 3.0 keeps ``pt.special.softmax``
