@@ -412,6 +412,7 @@ def _grad_parts(W, U, n):
 # ---------------------------------------------------------------------------
 MIN_POOLED_BYTES = 1 << 17  # smaller arrays come from malloc's heap, already mapped
 MAX_POOLED = 256  # buffers kept; beyond, free ones are let go (memory held stays bounded)
+MAX_POOLED_BYTES = 2 << 30  # and bytes kept, likewise
 
 
 def _refcount(buf):
@@ -441,13 +442,20 @@ class _Pool:
             else:
                 if free:  # replace the largest free buffer (too small) by a larger one
                     largest = max(free, key=len)
+                    free = [buf for buf in free if buf is not largest]
                     self.buffers = [buf for buf in self.buffers if buf is not largest]
                 # 1/8 more, for the next, slightly longer batch of a bucketed run.
                 buf = np.empty(nbytes + nbytes // 8, np.uint8)
                 self.buffers.append(buf)
             excess = len(self.buffers) - MAX_POOLED
-            if excess > 0:
-                drop = [id(old) for old in free if old is not buf][:excess]
+            over = sum(old.nbytes for old in self.buffers) - MAX_POOLED_BYTES
+            drop = set()
+            for old in sorted((old for old in free if old is not buf), key=len, reverse=True):
+                if excess <= 0 and over <= 0:
+                    break
+                drop.add(id(old))
+                excess, over = excess - 1, over - old.nbytes
+            if drop:
                 self.buffers = [old for old in self.buffers if id(old) not in drop]
             del free, fits
             return buf[:nbytes].view(dtype).reshape(shape)

@@ -419,6 +419,24 @@ def test_the_pool_lets_free_buffers_go_beyond_its_cap(monkeypatch):
     assert any(buf is big.base for buf in pool.buffers)
 
 
+def test_the_pool_lets_free_buffers_go_beyond_its_byte_cap(monkeypatch):
+    n = fused_lstm.MIN_POOLED_BYTES // 4
+    pool = fused_lstm._Pool()
+    monkeypatch.setattr(fused_lstm, "MAX_POOLED_BYTES", 5 * n * 4)
+    a, b = pool.empty((2 * n,), "float32"), pool.empty((2 * n,), "float32")
+    del b  # free, but within the cap: kept
+    c = pool.empty((2 * n,), "float32")  # b's buffer again
+    assert len(pool.buffers) == 2
+    del c
+    d = pool.empty((4 * n,), "float32")  # none fits: b's buffer goes, d's is new
+    assert len(pool.buffers) == 2 and any(buf is a.base for buf in pool.buffers)
+    del d
+    e = pool.empty((6 * n,), "float32")  # over the cap: d's buffer goes; a is held
+    assert [buf.nbytes >= 6 * n * 4 for buf in pool.buffers].count(True) == 1
+    assert any(buf is a.base for buf in pool.buffers) and len(pool.buffers) == 2
+    del e
+
+
 def test_op_outputs_held_by_the_caller_are_not_overwritten():
     """A function's output that the caller keeps is not lent out again."""
     rng = np.random.default_rng(14)
