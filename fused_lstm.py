@@ -910,6 +910,9 @@ class MaskedMeanGrad(_Terminal):
 
     def perform(self, node, inputs, output_storage):
         g, mask, h = inputs
+        if mask.shape != h.shape[:2] or g.shape != (h.shape[1], h.shape[2]):
+            raise ValueError("masked mean gradient: g %s, mask %s and h %s do not fit"
+                             % (g.shape, mask.shape, h.shape))
         dh = _pool.empty(h.shape, h.dtype)
         _masked_mean_grad(np.ascontiguousarray(g), np.ascontiguousarray(mask), dh)
         output_storage[0][0] = dh

@@ -386,6 +386,10 @@ def test_masked_mean_and_gradient_match_pytensor(dtype):
         np.testing.assert_allclose(grad, grad_want, rtol=rtol, atol=0)
     with pytest.raises(ValueError, match="do not fit"):
         outs[0](hv, mv[:, :4], wv)
+    g = pt.matrix(dtype=dtype)
+    grad = pytensor.function([g, mask, h], fused_lstm.MaskedMeanGrad()(g, mask, h))
+    with pytest.raises(ValueError, match="do not fit"):  # never read out of bounds
+        grad(wv[:3], mv, hv)
 
 
 def test_recycled_buffers_are_never_shared_while_in_use():
