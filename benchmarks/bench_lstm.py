@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import lstm  # noqa: E402  (first: sets the project's PyTensor flags)
+import fused_lstm  # noqa: E402
 import numpy as np  # noqa: E402
 
 DIM, N_WORDS, YDIM = 128, 10000, 2
@@ -231,6 +232,7 @@ def main(argv=None):
           % (lstm.pytensor.__version__, lstm.Config().mode,
              os.environ.get("OPENBLAS_NUM_THREADS", "unset"), torch.__version__,
              torch.get_num_threads(), "on" if torch.backends.mkldnn.enabled else "off", gflops))
+    print("Fused LSTM's per-step GEMM: %s" % fused_lstm.gemm_kernel)
     shapes, bounds = [], {}
     for T, B in args.shapes:
         print("\nT=%d, B=%d" % (T, B))
@@ -265,6 +267,7 @@ def main(argv=None):
             json.dump(dict(shapes=shapes, flop_bound_ms=bounds, gemm_gflops=gflops,
                            torch_threads=torch.get_num_threads(),
                            torch_onednn=bool(torch.backends.mkldnn.enabled),
+                           fused_gemm=fused_lstm.gemm_kernel,
                            openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS")), f, indent=2)
             f.write("\n")
 

@@ -1,5 +1,6 @@
 """The fused LSTM Ops compute the tutorial's scan: outputs and gradients."""
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -205,6 +206,104 @@ def test_blas_gemm_matches_numpy_dot(dtype, trans_b):
 def test_blas_is_found_here():
     """With the pinned NumPy wheel the kernels call its OpenBLAS directly."""
     assert set(fused_lstm._CBLAS) == {"float32", "float64"}
+
+
+def _cpu_has_avx2_fma():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read().split()
+    except OSError:
+        return False
+    return "avx2" in flags and "fma" in flags
+
+
+needs_packed = pytest.mark.skipif(fused_lstm._PACKED_GEMM is None,
+                                  reason="no packed GEMM here: " + fused_lstm.gemm_kernel)
+
+
+def test_packed_gemm_is_used_here():
+    """With a C compiler and an AVX2 + FMA CPU, the kernels use the packed GEMM
+    (a failed build would otherwise fall back to the BLAS unnoticed)."""
+    if not (shutil.which("cc") or shutil.which("gcc")) or not _cpu_has_avx2_fma():
+        pytest.skip("needs a C compiler and a CPU with AVX2 and FMA")
+    assert fused_lstm.gemm_kernel == "packed AVX2 kernel"
+
+
+def test_packed_layout():
+    """Panels of 16 columns, zeros past the last column."""
+    B = np.arange(3 * 20, dtype="float32").reshape(3, 20)
+    Bp = fused_lstm.packed(B)
+    if fused_lstm._PACKED_GEMM is None:
+        assert Bp.size == 0
+        return
+    assert Bp.shape == (2, 3, 16) and Bp.flags.c_contiguous
+    np.testing.assert_array_equal(Bp[0], B[:, :16])
+    np.testing.assert_array_equal(Bp[1, :, :4], B[:, 16:])
+    assert not Bp[1, :, 4:].any()
+    assert fused_lstm.packed(B.astype("float64")).size == 0  # float64: the BLAS
+
+
+@needs_packed
+@pytest.mark.parametrize("M", [1, 5, 6, 7, 16, 33])
+@pytest.mark.parametrize("K,N", [(128, 512), (512, 128), (5, 20), (3, 7)])
+@pytest.mark.parametrize("beta", [0, 1])
+def test_packed_gemm_matches_numpy(M, K, N, beta):
+    """fused_lstm_gemm.c on strided rows (as the kernels' row blocks), every
+    tile height and partial panel, against NumPy in float64; the columns past
+    N are left alone."""
+    import numba
+
+    @numba.njit
+    def run(a, bp, c, beta):
+        fused_lstm._packed_gemm(a, bp, c, beta)
+
+    rng = np.random.default_rng(M * 1000 + K + N)
+    a = rng.standard_normal((M, K + 3)).astype("float32")[:, :K]
+    B = rng.standard_normal((K, N)).astype("float32")
+    c_all = rng.standard_normal((M, N + 2)).astype("float32")
+    c = c_all[:, :N]
+    want = a.astype("float64") @ B + beta * c.astype("float64")
+    kept = c_all[:, N:].copy()
+    run(a, fused_lstm.packed(B), c, np.float32(beta))
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5 * np.sqrt(K))
+    np.testing.assert_array_equal(c_all[:, N:], kept)
+
+
+@needs_packed
+@pytest.mark.parametrize("dim,B", [(128, 16), (128, 40), (20, 7)])
+def test_packed_and_blas_recurrences_agree(monkeypatch, dim, B):
+    """The Ops' arrays with the packed GEMM and with the BLAS (float32)."""
+    rng = np.random.default_rng(dim + B)
+    x = rng.standard_normal((12, B, 9)).astype("float32")
+    mask = masks(12, B, rng).astype("float32")
+    W, U = (0.3 * rng.standard_normal(s).astype("float32") for s in ((9, 4 * dim), (dim, 4 * dim)))
+    b = 0.1 * rng.standard_normal(4 * dim).astype("float32")
+    dh = rng.standard_normal((12, B, dim)).astype("float32")
+    dc = rng.standard_normal((12, B, dim)).astype("float32")
+
+    def run():
+        h, c, g = fused_lstm.lstm_forward_arrays(x, mask, W, U, b)
+        return [a.copy() for a in (h, c, *fused_lstm.lstm_backward_arrays(x, mask, W, U, h, c,
+                                                                           g, dh, dc))]
+    packed = run()
+    monkeypatch.setattr(fused_lstm, "_PACKED_GEMM", None)
+    assert fused_lstm.packed(U).size == 0
+    for got, want in zip(packed, run()):  # float32 sums in another order
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_gemm_falls_back_to_blas_when_the_build_fails(monkeypatch, tmp_path):
+    """A C file that does not compile: the BLAS, a reason, no file left behind."""
+    bad = tmp_path / "bad.c"
+    bad.write_text("this is not C\n")
+    monkeypatch.setattr(fused_lstm, "_GEMM_SOURCE", str(bad))
+    monkeypatch.setattr(fused_lstm, "_gemm_dir", lambda: str(tmp_path / "cache"))
+    address, kernel = fused_lstm._load_packed_gemm()
+    assert address is None
+    assert kernel.startswith("BLAS (could not compile %s: " % bad), kernel
+    assert not list((tmp_path / "cache").glob("*"))
+    monkeypatch.setenv("FUSED_LSTM_GEMM", "blas")
+    assert fused_lstm._load_packed_gemm() == (None, "BLAS (FUSED_LSTM_GEMM=blas)")
 
 
 def symbols(dtype):
