@@ -262,11 +262,20 @@ def packed(B):
     array when the kernels are to call the BLAS instead."""
     if _PACKED_GEMM is None or B.dtype != np.float32:
         return np.empty((0, 1, PANEL), B.dtype)
+    out = _pool.empty((-(-B.shape[1] // PANEL), B.shape[0], PANEL), B.dtype)
+    _pack(B, out)
+    return out
+
+
+@numba.njit(**_jit)
+def _pack(B, out):
     n_rows, n_cols = B.shape
-    panels = -(-n_cols // PANEL)
-    out = np.zeros((n_rows, panels * PANEL), B.dtype)
-    out[:, :n_cols] = B
-    return np.ascontiguousarray(out.reshape(n_rows, panels, PANEL).transpose(1, 0, 2))
+    zero = np.zeros(1, dtype=out.dtype)[0]
+    for p in range(out.shape[0]):
+        for k in range(n_rows):
+            for j in range(PANEL):
+                col = p * PANEL + j
+                out[p, k, j] = B[k, col] if col < n_cols else zero
 
 
 def _packed_gemm(a, bp, c, beta):
