@@ -18,6 +18,7 @@ tutorial's ``prepare_data`` returns it.
 """
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import lzma
@@ -128,6 +129,7 @@ class Config:
     clip_c: float = 0.0  # > 0: rescale the gradients so their global L2 norm is at most this
     word_dropout: float = 0.0  # training: zero each token's embedding with this probability
     ema: float = 0.0  # > 0: validate and save a moving average of the weights (e.g. 0.999)
+    weight_decay: float = 0.0  # adam: decoupled weight decay of the weight matrices (AdamW)
     monitor: str = "train,test"  # splits evaluated with valid at each validation ("": none)
     ydim: int = 0  # number of classes; set from the data (max label + 1)
     dict_sha256: str = ""  # set from the data: digest of the dictionary's first n_words
@@ -188,6 +190,11 @@ class Config:
             raise ValueError("clip_c must be 0 (no clipping) or more")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError("word_dropout must be in [0, 1)")
+        if self.weight_decay < 0:
+            raise ValueError("weight_decay must be 0 (none) or more")
+        if self.weight_decay and self.optimizer != "adam":
+            raise ValueError("weight_decay is Adam's decoupled decay (AdamW): "
+                             "use it with optimizer adam")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError("ema must be in [0, 1) (0: no averaging)")
         bad = sorted(set(self.monitored()) - {"train", "test"})
@@ -748,7 +755,7 @@ def rmsprop(lr, tparams, grads, inputs, cost, updates=(), mode=None):
 
 
 def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
-         beta1=0.9, beta2=0.999, epsilon=1e-8):
+         beta1=0.9, beta2=0.999, epsilon=1e-8, weight_decay=0.0):
     """Adam [Adam2015]_, Algorithm 1 of the paper (the constants are its defaults).
 
     With step count ``t``, gradient ``g`` and learning rate ``lr``::
@@ -760,12 +767,17 @@ def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
 
     ``lr`` is ``--lrate`` (the paper's and Keras's default is 0.001; Keras
     puts its epsilon, 1e-7, outside the bias correction of ``v``).
+    With ``weight_decay`` ``wd`` > 0, each weight matrix (not the biases)
+    also decays, decoupled from the gradient (AdamW [AdamW2019]_, as
+    ``torch.optim.AdamW``): ``p <- p - lr * wd * p`` before the step above.
     Parameters and returns as :func:`sgd`.
 
     References
     ----------
     .. [Adam2015] Diederik P. Kingma and Jimmy Ba, *Adam: A Method for
        Stochastic Optimization*, ICLR 2015, arXiv:1412.6980.
+    .. [AdamW2019] Ilya Loshchilov and Frank Hutter, *Decoupled Weight Decay
+       Regularization*, ICLR 2019, arXiv:1711.05101.
     """
     zipped_grads = _zeros_like_params(tparams, "grad")
     m = _zeros_like_params(tparams, "adam_m")
@@ -782,7 +794,11 @@ def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
         m_t = beta1 * m_ + (1.0 - beta1) * g
         v_t = beta2 * v_ + (1.0 - beta2) * g ** 2
         step = lr * (m_t / fix1) / (pt.sqrt(v_t / fix2) + epsilon)
-        new += [(m_, m_t), (v_, v_t), (p, p - step)]
+        if weight_decay and p.ndim >= 2:
+            p_new = p - lr * numpy_floatX(weight_decay) * p - step
+        else:
+            p_new = p - step
+        new += [(m_, m_t), (v_, v_t), (p, p_new)]
     f_update = pytensor.function([lr], [], updates=new + [(t, t_new)],
                                  name="adam_f_update", mode=mode)
     return f_grad_shared, f_update, zipped_grads + m + v + [t]
@@ -828,7 +844,8 @@ def compile_model(options, params, dropout_rng=None):
                       options.clip_c)
     lr = pt.scalar(name="lr", dtype=config.floatX)
     optimizer = {"adadelta": adadelta, "rmsprop": rmsprop, "sgd": sgd,
-                 "adam": adam}[options.optimizer]
+                 "adam": functools.partial(adam, weight_decay=options.weight_decay)
+                 }[options.optimizer]
     f_grad_shared, f_update, state = optimizer(
         lr, trainable, grads, inputs, model["cost"], updates=model["updates"].items(),
         mode=options.mode)
@@ -1605,6 +1622,9 @@ def add_training_args(parser, exclude=(), title="training options"):
       help="> 0: keep an exponential moving average of the weights with this decay "
            "(e.g. 0.999) and validate, keep and save it instead of the raw weights "
            "(0: none, as the tutorial)")
+    a("--weight-decay", type=float, default=d.weight_decay,
+      help="with --optimizer adam: decoupled weight decay of the weight matrices, "
+           "p -= lrate * weight_decay * p at each update (AdamW; 0: none)")
     a("--word-dropout", type=float, default=d.word_dropout,
       help="training only: zero each token's embedding with this probability (word "
            "dropout; the tutorial: 0)")

@@ -283,6 +283,42 @@ def test_adam_matches_numpy():
                                        err_msg="%s step %d" % (k, step))
 
 
+def test_adam_weight_decay_matches_numpy():
+    """AdamW: the weight matrices decay by lr * wd * p besides Adam's step; the
+    biases do not."""
+    rng = np.random.default_rng(3)
+    o = variant_options(optimizer="adam", weight_decay=0.5)
+    model = lstm.compile_model(o, lstm.init_params(o, rng))
+    tparams = model["tparams"]
+    check = lstm.build_model(tparams, o)
+    f_grads = pytensor.function([check["x"], check["mask"], check["y"]],
+                                pytensor.grad(check["cost"], list(tparams.values())))
+    states = {k: {} for k in tparams}
+    assert {k for k in tparams if tparams[k].ndim == 1} == {"lstm_b", "b"}
+    for step in range(3):
+        x, mask, _ = imdb.prepare_data(random_seqs(rng, [5, 3, 2]), [0] * 3)
+        y = rng.integers(0, 3, size=3).astype("int64")
+        before = lstm.unzip(tparams)
+        grads = dict(zip(tparams, f_grads(x, mask, y)))
+        model["f_grad_shared"](x, mask, y)
+        model["f_update"](np.float32(0.01))
+        for k in tparams:
+            p = before[k].astype("float64")
+            decayed = p - 0.01 * 0.5 * p if p.ndim >= 2 else p
+            want = np_adam(states[k], p, grads[k].astype("float64"), 0.01) - p + decayed
+            np.testing.assert_allclose(tparams[k].get_value(), want, rtol=1e-5, atol=1e-7,
+                                       err_msg="%s step %d" % (k, step))
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(weight_decay=0.1), "use it with optimizer adam"),
+    (dict(weight_decay=-1.0, optimizer="adam"), "weight_decay must be 0"),
+])
+def test_weight_decay_options_checked(kw, message):
+    with pytest.raises(ValueError, match=message):
+        lstm.Config(**kw).validate()
+
+
 # -- training, saving, reloading, summary -------------------------------------
 def train_options(tmp_path, corpus, **kw):
     base = dict(dataset=corpus, dim_proj=8, n_words=60, max_epochs=2, validFreq=-1,
