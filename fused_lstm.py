@@ -10,7 +10,8 @@ whole sequence in a Numba kernel (``--lstm-impl fused``, the default):
 
 - :class:`LSTMForward` ``(x, mask, W, U, b) -> (h, c, gates)``: the input
   projection ``x W + b`` (large GEMMs over chunks of steps), then per step
-  one GEMM ``h_{t-1} U`` and short vectorised loops for the gates and
+  one GEMM ``h_{t-1} U`` (``U`` packed once, for the small kernel of
+  ``fused_lstm_gemm.c``) and short vectorised loops for the gates and
   states; it keeps the gate activations for the backward pass.
 - :class:`LSTMBackward` ``(x, mask, W, U, h, c, gates, dh, dc) -> (dx, dW,
   dU, db)``: per step one GEMM ``dz_t U^T``; ``dx``, ``dW``, ``dU`` and
@@ -625,9 +626,21 @@ def lstm_forward_arrays(x, mask, W, U, b):
     else:
         with _OneBlasThread():
             chunks = _chunks(n_steps, n_samples, FORWARD_CHUNK_ROWS)
-            futures = [_executor(1).submit(_project, x, W, b, xw, t0, t1) for t0, t1 in chunks]
+            if chunks[0][1] - chunks[0][0] > 1:
+                # The first chunk's projection is shared: this thread takes
+                # its first half, so the recurrence starts sooner (T=100,
+                # B=16: forward 5.62 against 6.00 ms, medians of 14 alternating).
+                (t0, t1), mid = chunks[0], (chunks[0][0] + chunks[0][1]) // 2
+                chunks = [(t0, mid), (mid, t1)] + chunks[1:]
+                futures = [None] + [_executor(1).submit(_project, x, W, b, xw, s0, s1)
+                                    for s0, s1 in chunks[1:]]
+                _project(x, W, b, xw, t0, mid)
+            else:
+                futures = [_executor(1).submit(_project, x, W, b, xw, t0, t1)
+                           for t0, t1 in chunks]
             for (t0, t1), future in zip(chunks, futures):
-                future.result()
+                if future is not None:
+                    future.result()
                 _forward(*recurrence, t0, t1, 0, n_samples)
     return h, c, gates
 
