@@ -1623,7 +1623,7 @@ def add_training_args(parser, exclude=(), title="training options"):
            "(e.g. 0.999) and validate, keep and save it instead of the raw weights "
            "(0: none, as the tutorial)")
     a("--weight-decay", type=float, default=d.weight_decay,
-      help="with --optimizer adam: decoupled weight decay of the weight matrices, "
+      help="Adam only: decoupled weight decay of the weight matrices, "
            "p -= lrate * weight_decay * p at each update (AdamW; 0: none)")
     a("--word-dropout", type=float, default=d.word_dropout,
       help="training only: zero each token's embedding with this probability (word "
