@@ -811,7 +811,7 @@ def lstm(x, mask, W, U, b):
 # The optimizers' parameter step, fused: one vectorised pass over each
 # parameter instead of PyTensor's element-at-a-time loop (for Wemb's 1.28 M
 # values, ~0.8 ms instead of ~7 ms). The rules are the tutorial's, as written
-# in lstm.adadelta and lstm.rmsprop.
+# in lstm.adadelta and lstm.rmsprop, and Adam's, as in lstm.adam.
 # ---------------------------------------------------------------------------
 @numba.njit(**_jit)
 def _adadelta_step(p, zg, ru2, rg2, p_out, ru2_out, rho, eps):
@@ -831,17 +831,35 @@ def _rmsprop_step(p, zg, rg, rg2, ud, p_out, ud_out, momentum, step, eps):
         p_out[k] = p[k] + new
 
 
+@numba.njit(**_jit)
+def _adam_step(p, g, m, v, p_out, m_out, v_out, lr, fix1, fix2, decay, beta1, beta2, eps):
+    # fix1, fix2: the bias corrections 1 - beta^t; decay: lr * weight_decay (or 0).
+    one = beta1 / beta1
+    for k in range(p.shape[0]):
+        m_t = beta1 * m[k] + (one - beta1) * g[k]
+        v_t = beta2 * v[k] + (one - beta2) * (g[k] * g[k])
+        m_out[k] = m_t
+        v_out[k] = v_t
+        p_out[k] = p[k] - decay * p[k] - lr * (m_t / fix1) / (np.sqrt(v_t / fix2) + eps)
+
+
 MIN_STEP_BLOCK = 1 << 17  # values per thread from which a step is shared out
 
 
 class FusedStep(_Terminal):
     """One optimizer's parameter step as one Op: ``rule`` is ``"adadelta"``
-    (inputs ``p, g, E[dx^2], E[g^2]``; outputs the new ``p, E[dx^2]``) or
-    ``"rmsprop"`` (inputs ``p, g, E[g], E[g^2], d``; outputs the new ``p, d``).
-    See :func:`lstm.adadelta` and :func:`lstm.rmsprop` for the rules."""
+    (inputs ``p, g, E[dx^2], E[g^2]``; outputs the new ``p, E[dx^2]``),
+    ``"rmsprop"`` (inputs ``p, g, E[g], E[g^2], d``; outputs the new ``p, d``)
+    or ``"adam"`` (inputs ``p, g, m, v`` and the scalars ``lr, 1 - beta1^t,
+    1 - beta2^t, lr * weight_decay, beta1, beta2, epsilon``; outputs the new
+    ``p, m, v``). See
+    :func:`lstm.adadelta`, :func:`lstm.rmsprop` and :func:`lstm.adam` for the
+    rules."""
 
     __props__ = ("rule",)
-    _arity = {"adadelta": 4, "rmsprop": 5}
+    _arity = {"adadelta": 4, "rmsprop": 5, "adam": 4}  # arrays, then scalars
+    _scalars = {"adadelta": 0, "rmsprop": 0, "adam": 7}
+    _outputs = {"adadelta": 2, "rmsprop": 2, "adam": 3}
 
     def __init__(self, rule):
         if rule not in self._arity:
@@ -850,26 +868,33 @@ class FusedStep(_Terminal):
 
     def make_node(self, *inputs):
         inputs = [pt.as_tensor_variable(v) for v in inputs]
-        if len(inputs) != self._arity[self.rule]:
-            raise TypeError("FusedStep(%s) takes %d inputs" % (self.rule, self._arity[self.rule]))
+        n_arrays = self._arity[self.rule]
+        if len(inputs) != n_arrays + self._scalars[self.rule]:
+            raise TypeError("FusedStep(%s) takes %d inputs"
+                            % (self.rule, n_arrays + self._scalars[self.rule]))
         _check_dtype(inputs[0].dtype)
         for k, var in enumerate(inputs):
-            _check_float("input %d" % k, var, inputs[0].dtype, inputs[0].ndim)
-        return Apply(self, inputs, [inputs[0].type(), inputs[0].type()])
+            _check_float("input %d" % k, var, inputs[0].dtype,
+                         inputs[0].ndim if k < n_arrays else 0)
+        return Apply(self, inputs, [inputs[0].type() for _ in range(self._outputs[self.rule])])
 
     def perform(self, node, inputs, output_storage):
-        arrays = [np.ascontiguousarray(a) for a in inputs]
+        n_arrays = self._arity[self.rule]
+        arrays = [np.ascontiguousarray(a) for a in inputs[:n_arrays]]
         shape = arrays[0].shape
         if any(a.shape != shape for a in arrays):
             raise ValueError("FusedStep(%s): shapes %s differ"
                              % (self.rule, [a.shape for a in arrays]))
         real = arrays[0].dtype.type
-        outs = [_pool.empty(shape, arrays[0].dtype) for _ in range(2)]
+        outs = [_pool.empty(shape, arrays[0].dtype) for _ in range(self._outputs[self.rule])]
         flat = [a.reshape(-1) for a in arrays + outs]
         if self.rule == "adadelta":
             kernel, constants = _adadelta_step, (real(0.95), real(1e-6))
-        else:
+        elif self.rule == "rmsprop":
             kernel, constants = _rmsprop_step, (real(0.9), real(1e-4), real(1e-4))
+        else:  # lr, fix1, fix2, decay, beta1, beta2, epsilon
+            kernel = _adam_step
+            constants = tuple(real(a) for a in inputs[n_arrays:])
         # Element by element: blocks in threads give the same values.
         n = max(1, min(threads, flat[0].size // MIN_STEP_BLOCK))
         blocks = [[a[lo:hi] for a in flat] + list(constants)
@@ -882,11 +907,12 @@ class FusedStep(_Terminal):
             storage[0] = value
 
     def infer_shape(self, fgraph, node, shapes):
-        return [shapes[0], shapes[0]]
+        return [shapes[0]] * self._outputs[self.rule]
 
 
 adadelta_step = FusedStep("adadelta")
 rmsprop_step = FusedStep("rmsprop")
+adam_step = FusedStep("adam")
 
 
 # ---------------------------------------------------------------------------

@@ -112,6 +112,7 @@ class Config:
     lstm_impl: str = "fused"  # "fused" (fused_lstm.py's Ops) or "scan" (the reference)
     # -- variants (the defaults are the tutorial's model) --------------------
     dim_emb: int = 0  # word embedding size (0: dim_proj, as the tutorial)
+    bigram_buckets: int = 0  # > 0: add a hashed embedding of each (previous, current) word pair
     layers: int = 1  # stacked LSTM layers
     bidirectional: bool = False  # each layer also reads the review backwards
     conv_filters: int = 0  # > 0: a convolution over time (ReLU) before the LSTM
@@ -173,7 +174,8 @@ class Config:
                      "conv_width", "pool"):
             if getattr(self, name) < 1:
                 raise ValueError("%s must be at least 1" % name)
-        for name in ("dim_emb", "conv_filters", "pad_to", "bucket", "valid_block"):
+        for name in ("dim_emb", "conv_filters", "pad_to", "bucket", "valid_block",
+                     "bigram_buckets"):
             if getattr(self, name) < 0:
                 raise ValueError("%s must be 0 or more" % name)
         for name, allowed in (("pooling", POOLINGS), ("padding", SIDES),
@@ -322,7 +324,8 @@ def pooled_dim(options):
 def init_params(options, rng):
     """All parameters as NumPy arrays, in the order they are drawn from ``rng``.
 
-    ``Wemb`` ``(n_words, dim_emb)``; with a convolution ``conv_W``
+    ``Wemb`` ``(n_words, dim_emb)``; with bigrams ``Wbigram``
+    ``(bigram_buckets, dim_emb)``, zeros; with a convolution ``conv_W``
     ``(conv_width, dim_emb, conv_filters)`` and ``conv_b``; each LSTM's
     ``*_W``, ``*_U``, ``*_b`` (:func:`lstm_prefixes`); the classifier ``U``
     ``(pooled_dim(options), ydim)`` and ``b``. With the tutorial's options
@@ -331,6 +334,8 @@ def init_params(options, rng):
     params = OrderedDict()
     params["Wemb"] = (0.01 * rng.random((options.n_words, options.emb_dim))
                       ).astype(config.floatX)
+    if options.bigram_buckets:  # zeros: draws nothing, so the other draws stay the same
+        params["Wbigram"] = np.zeros((options.bigram_buckets, options.emb_dim), config.floatX)
     n_in = options.emb_dim
     if options.conv_filters:
         # Glorot uniform, as Keras's Conv1D.
@@ -526,10 +531,27 @@ def last_pool(h, mask, bidirectional=False):
     return pt.concatenate([h[-1, :, :half], h[0, :, half:]], axis=1)
 
 
+def bigram_ids(x, mask, n_words, buckets):
+    """The hashed bucket of each (previous word, word) pair, ``(n_timesteps, n_samples)``.
+
+    The previous word of a review's first token (or of any token after a
+    padded step) is 0, so padding never leaks into a review. The pair
+    ``prev * n_words + word`` is spread by Knuth's multiplicative hash
+    (``* 2654435761 mod 2**32``) and taken modulo ``buckets``; pairs that
+    fall in one bucket share its vector (the "hashing trick" of fastText,
+    Joulin et al. 2017).
+    """
+    # x, mask: (n_timesteps, n_samples); prev[t] = x[t-1] where step t-1 is real, else 0.
+    prev = pt.concatenate([pt.zeros_like(x[:1]), pt.switch(mask[:-1] > 0, x[:-1], 0)])
+    pair = prev * n_words + x
+    return ((pair * 2654435761) % (2 ** 32)) % buckets
+
+
 def encode_reviews(tparams, options, x, mask, word_keep=None):
     """The model up to the pooled vector, one per review.
 
-    ``x`` (``(n_timesteps, n_samples)`` word ids) -> embeddings -> optional
+    ``x`` (``(n_timesteps, n_samples)`` word ids) -> embeddings (plus the
+    hashed bigram embeddings, with ``bigram_buckets``) -> optional
     convolution and pooling -> ``options.layers`` LSTMs (each bidirectional
     if asked: the backward LSTM reads the time-flipped sequence and its
     states are flipped back and concatenated) -> mean/last/max/meanmax pooling.
@@ -538,10 +560,12 @@ def encode_reviews(tparams, options, x, mask, word_keep=None):
     Returns ``(n_samples, pooled_dim(options))``.
     """
     n_timesteps, n_samples = x.shape[0], x.shape[1]
-    if options.lstm_impl == "fused":  # the same lookup, with a faster gradient
-        emb = fused_lstm.embedding(tparams["Wemb"], x.flatten())
-    else:
-        emb = tparams["Wemb"][x.flatten()]
+    lookup = fused_lstm.embedding if options.lstm_impl == "fused" else (
+        lambda W, idx: W[idx])  # fused: the same lookup, with a faster gradient
+    emb = lookup(tparams["Wemb"], x.flatten())
+    if options.bigram_buckets:
+        ids = bigram_ids(x, mask, options.n_words, options.bigram_buckets)
+        emb = emb + lookup(tparams["Wbigram"], ids.flatten())
     h = emb.reshape([n_timesteps, n_samples, options.emb_dim])
     if word_keep is not None:
         h = h * word_keep[:, :, None]
@@ -787,17 +811,16 @@ def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
     f_grad_shared = pytensor.function(inputs, cost, updates=list(updates) + zgup,
                                       name="adam_f_grad_shared", mode=mode)
     t_new = t + 1.0
-    fix1 = 1.0 - pt.constant(numpy_floatX(beta1)) ** t_new
-    fix2 = 1.0 - pt.constant(numpy_floatX(beta2)) ** t_new
+    beta1, beta2, epsilon = (pt.constant(numpy_floatX(c)) for c in (beta1, beta2, epsilon))
+    fix1 = 1.0 - beta1 ** t_new
+    fix2 = 1.0 - beta2 ** t_new
+    decay = lr * numpy_floatX(weight_decay)
     new = []
     for p, g, m_, v_ in zip(tparams.values(), zipped_grads, m, v):
-        m_t = beta1 * m_ + (1.0 - beta1) * g
-        v_t = beta2 * v_ + (1.0 - beta2) * g ** 2
-        step = lr * (m_t / fix1) / (pt.sqrt(v_t / fix2) + epsilon)
-        if weight_decay and p.ndim >= 2:
-            p_new = p - lr * numpy_floatX(weight_decay) * p - step
-        else:
-            p_new = p - step
+        # m, v and p in one fused pass (fused_lstm.FusedStep); decay: matrices only.
+        p_new, m_t, v_t = fused_lstm.adam_step(
+            p, g, m_, v_, lr, fix1, fix2, decay if p.ndim >= 2 else pt.zeros_like(decay),
+            beta1, beta2, epsilon)
         new += [(m_, m_t), (v_, v_t), (p, p_new)]
     f_update = pytensor.function([lr], [], updates=new + [(t, t_new)],
                                  name="adam_f_update", mode=mode)
@@ -1454,6 +1477,9 @@ def layer_table(options):
     T = str(options.pad_to) if options.pad_to else "T"
     dirs = 2 if options.bidirectional else 1
     rows = [("embedding", "Embedding", (T, "N", options.emb_dim), ["Wemb"])]
+    if options.bigram_buckets:
+        rows.append(("bigrams", "+ hashed bigram embedding", (T, "N", options.emb_dim),
+                     ["Wbigram"]))
     if options.word_dropout:
         rows.append(("word_dropout", "Word dropout %g" % options.word_dropout,
                      (T, "N", options.emb_dim), []))
@@ -1585,6 +1611,9 @@ def add_training_args(parser, exclude=(), title="training options"):
            "tutorial's formulation, the reference); the same function")
     a("--dim-emb", type=int, default=d.dim_emb,
       help="word embedding size (0: --dim-proj, as the tutorial)")
+    a("--bigram-buckets", type=int, default=d.bigram_buckets,
+      help="> 0: add to each word's vector a learned vector of its (previous word, word) "
+           "pair, hashed into this many buckets (0: none, as the tutorial)")
     a("--layers", type=int, default=d.layers, help="number of stacked LSTM layers")
     a("--bidirectional", action="store_true",
       help="each LSTM layer also reads the review backwards (outputs concatenated)")

@@ -361,11 +361,25 @@ def test_fused_optimizer_steps_match_the_tutorial_rules(dtype, shape, n_threads,
         np.testing.assert_allclose(got, want, **tol)
     for got, want in zip(f_rms(p, g, r1, r2, ud), want_rms):
         np.testing.assert_allclose(got, want, **tol)
+    # Adam (lstm.adam's rule), at step t = 3, with and without the decoupled decay.
+    scalars = [pt.scalar(dtype=dtype) for _ in range(7)]
+    f_adam = pytensor.function(ins[:4] + scalars, fused_lstm.adam_step(*ins[:4], *scalars))
+    lr, b1, b2, eps = 0.01, 0.8, 0.99, 1e-3
+    fix1, fix2 = 1 - b1 ** 3, 1 - b2 ** 3
+    m64 = b1 * r164 + (1 - b1) * g64
+    v64 = b2 * np.abs(r264) + (1 - b2) * g64 ** 2
+    for decay in (0.0, 0.02):
+        want_adam = [p64 - decay * p64 - lr * (m64 / fix1) / (np.sqrt(v64 / fix2) + eps),
+                     m64, v64]
+        got = f_adam(p, g, r1, np.abs(r2), lr, fix1, fix2, decay, b1, b2, eps)
+        for got, want in zip(got, want_adam):
+            assert got.dtype == dtype and got.shape == shape
+            np.testing.assert_allclose(got, want, **tol)
 
 
 def test_fused_step_refuses_bad_inputs():
     with pytest.raises(ValueError, match="unknown rule"):
-        fused_lstm.FusedStep("adam")
+        fused_lstm.FusedStep("adagrad")
     with pytest.raises(TypeError, match="takes 4 inputs"):
         fused_lstm.adadelta_step(pt.vector(), pt.vector())
     a, b = pt.vector(dtype="float32"), pt.vector(dtype="float32")

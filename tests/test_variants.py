@@ -36,10 +36,18 @@ def relu(z):
     return np.maximum(z, 0.0)
 
 
+def np_bigram_buckets(ids, n_words, buckets):
+    """The hashed (previous word, word) bucket of each token of one review."""
+    pair = np.concatenate([[0], ids[:-1]]).astype(np.uint64) * n_words + np.asarray(ids)
+    return (pair * np.uint64(2654435761) % np.uint64(2 ** 32) % np.uint64(buckets)).astype(int)
+
+
 def np_review(params, o, ids, word_keep=None):
     """The pooled vector of one review, computed on its real tokens only
     (``word_keep``: 0/1 per token, word dropout)."""
     h = params["Wemb"][ids].astype("float64")  # (L, dim_emb)
+    if o.bigram_buckets:
+        h = h + params["Wbigram"][np_bigram_buckets(ids, o.n_words, o.bigram_buckets)]
     if word_keep is not None:
         h = h * np.asarray(word_keep, "float64")[:, None]
     if o.conv_filters:
@@ -86,8 +94,11 @@ VARIANTS = {
     "conv": dict(conv_filters=6, conv_width=3, pool=2),
     "conv-even-width-pool3-last": dict(conv_filters=4, conv_width=4, pool=3, pooling="last",
                                        dim_emb=7),
+    "bigrams": dict(bigram_buckets=11),
+    "bi-bigrams-meanmax": dict(bigram_buckets=5, bidirectional=True, pooling="meanmax",
+                               dim_emb=3),
     "everything": dict(conv_filters=5, conv_width=2, pool=2, layers=2, bidirectional=True,
-                       pooling="max", dim_emb=6, use_dropout=True),
+                       pooling="max", dim_emb=6, use_dropout=True, bigram_buckets=13),
 }
 
 
@@ -138,7 +149,7 @@ def test_variant_matches_numpy_and_padding_never_matters(variant, impl):
 
 @pytest.mark.parametrize("variant,impl", [("everything", "fused"), ("bi-last", "fused"),
                                           ("conv-even-width-pool3-last", "fused"),
-                                          ("bi-last", "scan")])
+                                          ("bi-last", "scan"), ("bigrams", "scan")])
 def test_variant_gradients_match_finite_differences(variant, impl):
     rng = np.random.default_rng(5)
     with config.change_flags(floatX="float64"):
@@ -157,8 +168,9 @@ def test_variant_gradients_match_finite_differences(variant, impl):
         analytic = dict(zip(tparams, f_grads(x, mask, y)))
         for name, shared in tparams.items():
             value = shared.get_value()
-            if name == "Wemb":
-                rows = np.unique(x[mask > 0])
+            if name in ("Wemb", "Wbigram"):  # rows the minibatch reads
+                rows = np.unique(x[mask > 0] if name == "Wemb" else np.concatenate(
+                    [np_bigram_buckets(s, o.n_words, o.bigram_buckets) for s in seqs]))
                 picks = [(r, c) for r, c in zip(rng.choice(rows, 4),
                                                 rng.integers(0, value.shape[1], 4))]
             else:
@@ -311,8 +323,9 @@ def train_options(tmp_path, corpus, **kw):
     dict(conv_filters=8, pool=2, pooling="max", pad_to=30, padding="post", truncating="post"),
     dict(optimizer="adam", lrate=0.01, pad_to=25, dim_emb=5, pooling="last",
          use_dropout=False),
-    dict(bidirectional=True, pooling="meanmax", word_dropout=0.2, monitor=""),
-], ids=["stacked-bi-last", "conv-max-pad", "keras-like", "bi-meanmax-word-dropout"])
+    dict(bidirectional=True, pooling="meanmax", word_dropout=0.2, monitor="",
+         bigram_buckets=64),
+], ids=["stacked-bi-last", "conv-max-pad", "keras-like", "bi-meanmax-word-dropout-bigrams"])
 def test_variants_train_save_reload_and_summarise(tmp_path, variant, capsys):
     train, test = synthetic_corpus(n_train=600)
     corpus = write_corpus(tmp_path / "imdb.pkl", train, test)
