@@ -19,7 +19,10 @@ embedding size) on the tutorial's set-up with ``--max-epochs 30``. It writes to
 The outputs are rewritten after every run, keeping the runs of earlier (or
 concurrent) invocations in the same ``--out`` (a run trained again replaces its record);
 Ctrl-C stops after the current run's clean stop. ``--seeds 1 2 3`` repeats every run per seed (the tables
-then give mean ± std).
+then give mean ± std); with ``--ensemble``, each run's finished seeds are then
+also evaluated as one ensemble (their class probabilities averaged, as
+``lstm.py evaluate --model A B C``) on every review of the test split, and the
+result is written to ``ensembles.jsonl``.
 """
 import argparse
 import contextlib
@@ -27,6 +30,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -160,6 +164,9 @@ def build_parser():
     p.add_argument("--out", default=os.path.join("runs", "variants"),
                    help="output folder")
     p.add_argument("--dataset", default=lstm.DEFAULT_DATASET, help="preprocessed corpus")
+    p.add_argument("--ensemble", action="store_true",
+                   help="then evaluate each run's finished seeds as one ensemble (class "
+                        "probabilities averaged) on its whole test split: ensembles.jsonl")
     p.add_argument("--source", default=None,
                    help="raw aclImdb folder or .tar.gz to build a missing imdb.pkl from "
                         "(default: $IMDB_SOURCE, data/aclImdb_v1.tar.gz, then download)")
@@ -182,8 +189,36 @@ def merge(runs, run):
     return sorted(runs + [run], key=lambda r: (list(RUNS).index(r["name"]), r["seed"]))
 
 
+def evaluate_ensembles(args, runs):
+    """Each run of ``args.runs`` evaluated as the ensemble of its finished
+    ``args.seeds``; printed, and written to ``args.out/ensembles.jsonl`` in
+    place of that run's earlier record (other runs' records are kept)."""
+    path = os.path.join(args.out, "ensembles.jsonl")
+    records = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f]
+    for name in args.runs:
+        done = [r for r in runs if r["name"] == name and r["seed"] in args.seeds
+                and r["status"] == "ok"]
+        if len(done) < 2:
+            print("%s: fewer than two finished seeds, no ensemble" % name, flush=True)
+            continue
+        start = time.time()
+        result = lstm.evaluate_model([r["options"]["saveto"] for r in done])
+        result.update(name=name, seeds=[r["seed"] for r in done],
+                      seconds=round(time.time() - start, 3))
+        records = [r for r in records if r["name"] != name] + [result]
+        print("%s: ensemble of seeds %s: test accuracy %.4f (error %.4f) on %d reviews, %d s"
+              % (name, " ".join(map(str, result["seeds"])), result["accuracy"],
+                 1 - result["accuracy"], result["n"], round(result["seconds"])), flush=True)
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8")
+    lstm.atomic_write(path, lambda f: f.write(text))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    started = time.time()
     os.makedirs(args.out, exist_ok=True)
     runs = earlier_runs(args.out)  # a run trained again replaces its earlier record
     try:
@@ -200,10 +235,13 @@ def main(argv=None):
                                                    round(r.get("seconds", 0))), flush=True)
                 if stop.requested or run["status"] == "interrupted":
                     return 130
+        if args.ensemble:
+            evaluate_ensembles(args, runs)
     except DataError as exc:
         print("run_variants.py: error: %s" % str(exc).splitlines()[0], file=sys.stderr)
         return 2
     print(markdown(rows_of(runs)))
+    print("wall time %d s" % round(time.time() - started))
     return 0
 
 
