@@ -119,6 +119,7 @@ class Config:
     conv_width: int = 3  # the convolution's width in tokens ("same" padding)
     pool: int = 2  # max-pooling over time after the convolution (size = stride)
     pooling: str = "mean"  # hidden states -> one vector: mean, last or max (masked)
+    pool_embeddings: bool = False  # also pool the (word + bigram) embeddings: a bag-of-n-grams path
     pad_to: int = 0  # > 0: pad/truncate every review to this many tokens (Keras)
     padding: str = "pre"  # with pad_to: pad before (pre) or after (post) the words
     truncating: str = "pre"  # with pad_to: cut the beginning (pre) or the end (post)
@@ -316,9 +317,11 @@ def lstm_prefixes(options):
 
 def pooled_dim(options):
     """Width of the pooled vector: ``dim_proj`` per direction, twice with
-    ``meanmax`` pooling (mean and max concatenated)."""
+    ``meanmax`` pooling (mean and max concatenated), plus ``emb_dim`` with
+    ``pool_embeddings``."""
     return (options.dim_proj * (2 if options.bidirectional else 1)
-            * (2 if options.pooling == "meanmax" else 1))
+            * (2 if options.pooling == "meanmax" else 1)
+            + (options.emb_dim if options.pool_embeddings else 0))
 
 
 def init_params(options, rng):
@@ -555,6 +558,9 @@ def encode_reviews(tparams, options, x, mask, word_keep=None):
     convolution and pooling -> ``options.layers`` LSTMs (each bidirectional
     if asked: the backward LSTM reads the time-flipped sequence and its
     states are flipped back and concatenated) -> mean/last/max/meanmax pooling.
+    With ``pool_embeddings`` the mean of the embeddings over the real (and
+    kept) tokens is concatenated after it: a bag-of-words (and, with bigrams,
+    of bigrams) path beside the LSTM, as fastText's (Joulin et al. 2017).
     ``word_keep`` (``(n_timesteps, n_samples)``, 0/1), when given, zeroes the
     embeddings of the dropped tokens (word dropout, training only).
     Returns ``(n_samples, pooled_dim(options))``.
@@ -569,6 +575,13 @@ def encode_reviews(tparams, options, x, mask, word_keep=None):
     h = emb.reshape([n_timesteps, n_samples, options.emb_dim])
     if word_keep is not None:
         h = h * word_keep[:, :, None]
+    bag = []
+    if options.pool_embeddings:
+        # The mean over the tokens read: real (mask) and, in training, kept, so that
+        # training and test see means of the same scale; a review whose tokens were
+        # all dropped pools to zeros.
+        read = mask if word_keep is None else mask * word_keep
+        bag = [(h * read[:, :, None]).sum(axis=0) / pt.maximum(read.sum(axis=0), 1)[:, None]]
     if options.conv_filters:
         h, mask = conv_pool(tparams, h, mask, options.conv_width, options.pool)
     for layer in lstm_prefixes(options):
@@ -579,12 +592,15 @@ def encode_reviews(tparams, options, x, mask, word_keep=None):
                                      prefix=layer[1], impl=options.lstm_impl)[::-1])
         h = pt.concatenate(states, axis=2) if len(states) > 1 else states[0]
     if options.pooling == "last":
-        return last_pool(h, mask, options.bidirectional)
-    if options.pooling == "meanmax":
-        return pt.concatenate([mean_pool(h, mask, options.lstm_impl), max_pool(h, mask)], axis=1)
-    if options.pooling == "mean":
-        return mean_pool(h, mask, options.lstm_impl)
-    return max_pool(h, mask)
+        pooled = [last_pool(h, mask, options.bidirectional)]
+    elif options.pooling == "meanmax":
+        pooled = [mean_pool(h, mask, options.lstm_impl), max_pool(h, mask)]
+    elif options.pooling == "mean":
+        pooled = [mean_pool(h, mask, options.lstm_impl)]
+    else:
+        pooled = [max_pool(h, mask)]
+    pooled += bag
+    return pt.concatenate(pooled, axis=1) if len(pooled) > 1 else pooled[0]
 
 
 def build_model(tparams, options, dropout_rng=None):
@@ -1499,7 +1515,12 @@ def layer_table(options):
         if dirs == 2:
             rows.append(("concat", "Concatenate", (T, "N", dirs * options.dim_proj), []))
     pooling = "Mean+max" if options.pooling == "meanmax" else options.pooling.capitalize()
-    rows.append(("pooling", "%s over real steps" % pooling, ("N", pooled_dim(options)), []))
+    if options.pool_embeddings:
+        rows.append(("pooling", "%s over real steps" % pooling,
+                     ("N", pooled_dim(options) - options.emb_dim), []))
+        rows.append(("bag", "+ mean of the embeddings", ("N", pooled_dim(options)), []))
+    else:
+        rows.append(("pooling", "%s over real steps" % pooling, ("N", pooled_dim(options)), []))
     if options.use_dropout:
         rows.append(("dropout", "Dropout 0.5", ("N", pooled_dim(options)), []))
     rows.append(("classifier", "Dense, softmax", ("N", options.ydim), ["U", "b"]))
@@ -1614,6 +1635,9 @@ def add_training_args(parser, exclude=(), title="training options"):
     a("--bigram-buckets", type=int, default=d.bigram_buckets,
       help="> 0: add to each word's vector a learned vector of its (previous word, word) "
            "pair, hashed into this many buckets (0: none, as the tutorial)")
+    a("--pool-embeddings", action="store_true",
+      help="also feed the classifier the mean of the (word + bigram) embeddings over the "
+           "review's tokens, beside the pooled LSTM states (a bag-of-n-grams path)")
     a("--layers", type=int, default=d.layers, help="number of stacked LSTM layers")
     a("--bidirectional", action="store_true",
       help="each LSTM layer also reads the review backwards (outputs concatenated)")

@@ -48,8 +48,12 @@ def np_review(params, o, ids, word_keep=None):
     h = params["Wemb"][ids].astype("float64")  # (L, dim_emb)
     if o.bigram_buckets:
         h = h + params["Wbigram"][np_bigram_buckets(ids, o.n_words, o.bigram_buckets)]
+    bag = []
     if word_keep is not None:
         h = h * np.asarray(word_keep, "float64")[:, None]
+    if o.pool_embeddings:  # the mean over the tokens read (zeros when none was)
+        n_read = len(ids) if word_keep is None else int(np.sum(word_keep))
+        bag = [h.sum(0) / max(n_read, 1)]
     if o.conv_filters:
         W, L = params["conv_W"], len(ids)
         left = (o.conv_width - 1) // 2
@@ -66,13 +70,15 @@ def np_review(params, o, ids, word_keep=None):
             outs.append(run(layer[1], h[::-1])[::-1])
         h = np.concatenate(outs, axis=1)
     if o.pooling == "mean":
-        return h.mean(0)
-    if o.pooling == "max":
-        return h.max(0)
-    if o.pooling == "meanmax":
-        return np.concatenate([h.mean(0), h.max(0)])
-    d = o.dim_proj  # last: forward ends at the last token, backward at the first
-    return np.concatenate([h[-1, :d], h[0, d:]]) if o.bidirectional else h[-1]
+        pooled = [h.mean(0)]
+    elif o.pooling == "max":
+        pooled = [h.max(0)]
+    elif o.pooling == "meanmax":
+        pooled = [h.mean(0), h.max(0)]
+    else:
+        d = o.dim_proj  # last: forward ends at the last token, backward at the first
+        pooled = [np.concatenate([h[-1, :d], h[0, d:]]) if o.bidirectional else h[-1]]
+    return np.concatenate(pooled + bag)
 
 
 def np_predict(params, o, seqs):
@@ -97,8 +103,12 @@ VARIANTS = {
     "bigrams": dict(bigram_buckets=11),
     "bi-bigrams-meanmax": dict(bigram_buckets=5, bidirectional=True, pooling="meanmax",
                                dim_emb=3),
+    "bag": dict(pool_embeddings=True),
+    "bi-bigrams-meanmax-bag": dict(bigram_buckets=7, bidirectional=True, pooling="meanmax",
+                                   pool_embeddings=True, dim_emb=5),
     "everything": dict(conv_filters=5, conv_width=2, pool=2, layers=2, bidirectional=True,
-                       pooling="max", dim_emb=6, use_dropout=True, bigram_buckets=13),
+                       pooling="max", dim_emb=6, use_dropout=True, bigram_buckets=13,
+                       pool_embeddings=True),
 }
 
 
@@ -149,7 +159,8 @@ def test_variant_matches_numpy_and_padding_never_matters(variant, impl):
 
 @pytest.mark.parametrize("variant,impl", [("everything", "fused"), ("bi-last", "fused"),
                                           ("conv-even-width-pool3-last", "fused"),
-                                          ("bi-last", "scan"), ("bigrams", "scan")])
+                                          ("bi-last", "scan"), ("bigrams", "scan"),
+                                          ("bi-bigrams-meanmax-bag", "fused")])
 def test_variant_gradients_match_finite_differences(variant, impl):
     rng = np.random.default_rng(5)
     with config.change_flags(floatX="float64"):
@@ -324,8 +335,8 @@ def train_options(tmp_path, corpus, **kw):
     dict(optimizer="adam", lrate=0.01, pad_to=25, dim_emb=5, pooling="last",
          use_dropout=False),
     dict(bidirectional=True, pooling="meanmax", word_dropout=0.2, monitor="",
-         bigram_buckets=64),
-], ids=["stacked-bi-last", "conv-max-pad", "keras-like", "bi-meanmax-word-dropout-bigrams"])
+         bigram_buckets=64, pool_embeddings=True),
+], ids=["stacked-bi-last", "conv-max-pad", "keras-like", "bi-meanmax-word-dropout-bigrams-bag"])
 def test_variants_train_save_reload_and_summarise(tmp_path, variant, capsys):
     train, test = synthetic_corpus(n_train=600)
     corpus = write_corpus(tmp_path / "imdb.pkl", train, test)
