@@ -387,3 +387,22 @@ def test_lstm_builds_a_missing_imdb_pkl_from_a_raw_folder(tmp_path, capsys):
     assert code == 0
     assert "building it from" in out and "The code run for 3 epochs" in out
     assert (tmp_path / "data" / "imdb.dict.pkl.gz").exists()
+
+
+@pytest.mark.parametrize("env_flags, expected", [
+    ("", ("float32", "CVM")),  # the project's defaults, though PyTensor was imported first
+    ("floatX=float64", ("float64", "CVM")),  # what the user set in PYTENSOR_FLAGS wins
+])
+def test_project_flags_apply_when_pytensor_was_imported_first(env_flags, expected):
+    """``import pytensor`` before ``import lstm`` must not leave the model in float64."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.abspath(lstm.__file__))
+    env = dict(os.environ, PYTENSOR_FLAGS=env_flags)
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, %r); import pytensor; "
+         "import lstm; print(pytensor.config.floatX, pytensor.config.mode)" % root],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert tuple(out.stdout.split()) == expected
