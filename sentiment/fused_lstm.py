@@ -5,7 +5,7 @@ embedding lookup's gradient and the optimizers' parameter step.
 tutorial's formulation and this project's reference (``--lstm-impl scan``).
 ``scan`` pays, at every step, for a generic loop, one small op per gate
 non-linearity, and, in the gradient, a recomputation of ``h U + x`` (see the
-README's "Speed"). Here the same function is two Ops, each one pass over the
+docs/speed.md). Here the same function is two Ops, each one pass over the
 whole sequence in a Numba kernel (``--lstm-impl fused``, the default):
 
 - :class:`LSTMForward` ``(x, mask, W, U, b) -> (h, c, gates)``: the input
@@ -49,17 +49,20 @@ import subprocess
 import sys
 import threading
 
+import sentiment.pytensor_flags  # noqa: F401  (before PyTensor: the project's flags)
+
 import llvmlite.binding as llvm
 import numba
 import numpy as np
 import pytensor.tensor as pt
 from numba.extending import overload
 from pytensor import config
+from pytensor.compile import optdb
+from pytensor.compile.mode import get_mode
 from pytensor.gradient import DisconnectedType, grad_not_implemented, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import node_rewriter
-from pytensor.tensor.rewriting.basic import register_specialize
 from pytensor.tensor.rewriting.ofg import inline_ofg_node
 from pytensor.tensor.special import Softmax
 
@@ -148,7 +151,7 @@ def _cblas_gemm(dtype, address, bits):
         i32, i32, i32, n, n, n, real, ptr, n, ptr, n, real, ptr, n))
 
 
-_CBLAS = {dtype: _cblas_gemm(dtype, *found) for dtype, found in _find_cblas().items()}
+_CBLAS = None  # {dtype: the CBLAS ?gemm as a Numba function}: set by setup()
 
 
 @numba.njit(**_jit)
@@ -244,13 +247,12 @@ def _load_packed_gemm():
     return ctypes.cast(lib.fl_sgemm_packed, ctypes.c_void_p).value, "packed AVX2 kernel"
 
 
-_PACKED_GEMM, gemm_kernel = _load_packed_gemm()
+_PACKED_GEMM = None  # the address of fl_sgemm_packed, or None: set by setup()
+gemm_kernel = "not chosen yet (setup() chooses it on first use)"
 # The kernels always link to this symbol (so Numba's cached machine code
 # loads whatever was found); they call it only with a non-empty packed matrix,
 # which exists only when the real kernel was loaded.
 _no_kernel = ctypes.CFUNCTYPE(None, *_GEMM_ARGS)(lambda *args: None)
-llvm.add_symbol("fused_lstm_sgemm_packed",
-                _PACKED_GEMM or ctypes.cast(_no_kernel, ctypes.c_void_p).value)
 _i64 = numba.types.int64
 _sgemm_packed = numba.types.ExternalFunction("fused_lstm_sgemm_packed", numba.types.void(
     _i64, _i64, _i64, numba.types.intp, _i64, numba.types.intp, numba.types.intp, _i64,
@@ -261,6 +263,7 @@ def packed(B):
     """``B`` (``K x N``) packed for the kernel: ``(ceil(N / 16), K, 16)``, panel
     ``p`` holding columns ``16 p .. 16 p + 15`` (zeros past ``N``); or an empty
     array when the kernels are to call the BLAS instead."""
+    setup()
     if _PACKED_GEMM is None or B.dtype != np.float32:
         return np.empty((0, 1, PANEL), B.dtype)
     out = _pool.empty((-(-B.shape[1] // PANEL), B.shape[0], PANEL), B.dtype)
@@ -433,10 +436,34 @@ def _blas_thread_control():
     return None
 
 
-_BLAS_THREADS = _blas_thread_control() if _CBLAS else None
+_BLAS_THREADS = None  # (get, set) of NumPy's OpenBLAS thread count, or None: set by setup()
 ROW_SPLIT_ROWS = 16  # rows per thread from which the rows are shared out
 FORWARD_CHUNK_ROWS = 256  # steps x rows per projection chunk (small batches)
 BACKWARD_CHUNK_ROWS = 512  # steps x rows per gradient chunk (small batches)
+
+
+_setup_lock = threading.Lock()
+_ready = False
+
+
+def setup():
+    """Find the BLAS, compile and load the packed GEMM, register their symbols.
+
+    Done once, on first use (``packed``, ``lstm_forward_arrays`` and
+    ``lstm_backward_arrays`` call it), not on import: importing this module
+    runs no compiler and changes nothing in other libraries. Sets
+    ``gemm_kernel``, a description of the per-step GEMM chosen.
+    """
+    global _CBLAS, _PACKED_GEMM, gemm_kernel, _BLAS_THREADS, _ready
+    with _setup_lock:
+        if _ready:
+            return
+        _CBLAS = {dtype: _cblas_gemm(dtype, *found) for dtype, found in _find_cblas().items()}
+        _PACKED_GEMM, gemm_kernel = _load_packed_gemm()
+        llvm.add_symbol("fused_lstm_sgemm_packed",
+                        _PACKED_GEMM or ctypes.cast(_no_kernel, ctypes.c_void_p).value)
+        _BLAS_THREADS = _blas_thread_control() if _CBLAS else None
+        _ready = True
 
 
 def _default_threads():
@@ -604,6 +631,7 @@ _pool = _Pool()
 
 def lstm_forward_arrays(x, mask, W, U, b):
     """``(h, c, gates)`` of the LSTM over ``x`` (NumPy arrays; see :class:`LSTMForward`)."""
+    setup()
     n_steps, n_samples = x.shape[:2]
     dim4 = W.shape[1]
     # (Not the projection written into ``gates`` in place: with the two
@@ -648,6 +676,7 @@ def lstm_forward_arrays(x, mask, W, U, b):
 def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
     """``(dx, dW, dU, db)`` given the cost's gradient ``dh``, ``dc`` with respect
     to every step's ``h`` and ``c`` (NumPy arrays; see :class:`LSTMBackward`)."""
+    setup()
     n_steps, n_samples, dim = h.shape
     dxw = _pool.empty(gates.shape, gates.dtype)
     dx = _pool.empty(x.shape, x.dtype)
@@ -1100,10 +1129,24 @@ masked_mean = MaskedMean()
 # as an ``OpFromGraph`` that the C backend runs by calling a compiled inner
 # function from Python: ~0.7 ms a call, for a (16, 2) matrix (8 % of a T=100,
 # B=16 prediction). Inlined, its graph (max, exp, sum, divide) becomes C
-# element-wise ops; its gradient is still Softmax's own.
+# element-wise ops; its gradient is still Softmax's own. The rewrite carries
+# only its own tag, so it applies to the graphs compiled with compile_mode()
+# (the project's), never to other graphs of the same process.
 # ---------------------------------------------------------------------------
-@register_specialize
+REWRITE_TAG = "fused_lstm_inline_softmax"
+
+
 @node_rewriter([Softmax])
 def inline_softmax(fgraph, node):
     return inline_ofg_node(node)
 
+
+def compile_mode(mode):
+    """PyTensor's compile mode ``mode`` (a name such as ``"CVM"``) with the
+    project's softmax rewrite; the rewrite is registered, under its own tag
+    only, on the first call."""
+    specialize = optdb["specialize"]
+    with _setup_lock:
+        if "inline_softmax_" + REWRITE_TAG not in specialize.__db__:
+            specialize.register("inline_softmax_" + REWRITE_TAG, inline_softmax, REWRITE_TAG)
+    return get_mode(mode).including(REWRITE_TAG)
