@@ -1,10 +1,13 @@
 """Reading the preprocessed IMDB corpus.
 
 This module re-creates ``imdb.py`` of the deeplearning.net tutorial
-"LSTM Networks for Sentiment Analysis" for Python 3 and PyTensor.
+"LSTM Networks for Sentiment Analysis" for Python 3 and PyTensor:
+:func:`prepare_data` pads a minibatch, :func:`load_data` reads the corpus
+and splits off a validation set.
 
 The corpus lives in two files written by ``imdb_preprocess.py`` (or by the
-original Python 2 tutorial code):
+original Python 2 tutorial code), which also builds them when they are
+missing (``imdb_preprocess.ensure_dataset``, the tutorial's download):
 
 ``imdb.pkl``
     Two pickles in sequence: the training set then the test set, each a
@@ -23,124 +26,30 @@ Nothing here keeps global state: the random split of :func:`load_data`
 comes from an explicit seed.
 """
 
-import gzip
 import itertools
 import os
-import pickle
-import secrets
-import struct
-import zlib
 
 import numpy
+
+from sentiment.errors import DataError
+from sentiment.pickles import RestrictedUnpickler, load_pickles
+from sentiment.wording import a_type, plural, show
 
 __all__ = [
     "DataError",
     "RestrictedUnpickler",
     "prepare_data",
+    "pad_sequences",
+    "prepare_padded",
     "load_pickles",
     "load_dataset_file",
     "load_dict",
+    "dataset_stem",
     "dict_path_for",
+    "labels_path_for",
+    "remove_unk",
     "load_data",
-    "ensure_dataset",
-    "atomic_write",
 ]
-
-#: Name of the Stanford archive looked for next to the dataset.
-ARCHIVE_NAME = "aclImdb_v1.tar.gz"
-
-#: Environment variable naming the raw corpus to build the dataset from.
-SOURCE_ENV = "IMDB_SOURCE"
-
-_GZIP_MAGIC = b"\x1f\x8b"
-
-# Exceptions a malformed pickle or compressed stream can raise while being
-# read; all of them become a DataError naming the file.
-_READ_ERRORS = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    TypeError,
-    IndexError,
-    KeyError,
-    AttributeError,
-    OverflowError,
-    MemoryError,
-    zlib.error,
-    gzip.BadGzipFile,
-    struct.error,
-    UnicodeDecodeError,
-)
-
-# Types that hold no byte strings and no other objects: a container whose
-# items are all of these needs no decoding.
-_ATOM_TYPES = frozenset([int, float, complex, bool, str, type(None)])
-
-
-class DataError(Exception):
-    """A data or model file is missing, unreadable or malformed.
-
-    The message is one line that names the file and the problem.
-    """
-
-
-def _one_line(text, limit=200):
-    """Squeeze `text` onto one line of at most `limit` characters."""
-    text = " ".join(str(text).split())
-    if len(text) > limit:
-        text = text[:limit - 3] + "..."
-    return text
-
-
-def _show(name, limit=60):
-    """Show a name taken from a file: as-is if tame, else as a clipped repr."""
-    if isinstance(name, str) and name.isprintable() and len(name) <= limit:
-        return name
-    text = repr(name)
-    if len(text) > limit:
-        text = text[:limit - 3] + "..."
-    return text
-
-
-def _type_name(obj):
-    """Name the type of `obj` for an error message ("a list", "an int")."""
-    name = type(obj).__name__
-    article = "an" if name[:1] in "aeiou" else "a"
-    return f"{article} {name}"
-
-
-def _plural(count, word):
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def atomic_write(path, write):
-    """Call ``write(stream)`` on a new temporary file, then rename it to ``path``.
-
-    The temporary file is created exclusively in the same folder, flushed
-    and fsynced before the rename, so ``path`` always holds either its old
-    content or the complete new file: a crash, a kill or an error during the
-    write leaves it untouched (and the temporary file is removed, except
-    after a kill). An ``OSError`` (full disk, no permission, a folder in the
-    way) becomes a one-line :class:`DataError`; other exceptions from
-    ``write`` propagate unchanged.
-    """
-    path = os.fspath(path)
-    folder, base = os.path.split(os.path.abspath(path))
-    temp = os.path.join(folder, ".%s.%d.%s.tmp" % (base, os.getpid(), secrets.token_hex(4)))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except OSError as exc:
-        raise DataError("%s: cannot write (%s); the previous file, if any, is kept"
-                        % (path, exc.strerror or exc)) from None
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
 
 
 # ---------------------------------------------------------------------------
@@ -188,8 +97,8 @@ def prepare_data(seqs, labels, maxlen=None, dtype=None):
     """
     lengths = [len(s) for s in seqs]
     if len(lengths) != len(labels):
-        raise ValueError(f"prepare_data: {_plural(len(lengths), 'sequence')}"
-                         f" but {_plural(len(labels), 'label')}")
+        raise ValueError(f"prepare_data: {plural(len(lengths), 'sequence')}"
+                         f" but {plural(len(labels), 'label')}")
     if maxlen is not None:
         new_seqs, new_labels, new_lengths = [], [], []
         for length, seq, label in zip(lengths, seqs, labels):
@@ -283,8 +192,8 @@ def prepare_padded(seqs, labels, pad_to, padding="pre", truncating="pre", align=
     labels : the `labels`
     """
     if len(seqs) != len(labels):
-        raise ValueError(f"prepare_padded: {_plural(len(seqs), 'sequence')}"
-                         f" but {_plural(len(labels), 'label')}")
+        raise ValueError(f"prepare_padded: {plural(len(seqs), 'sequence')}"
+                         f" but {plural(len(labels), 'label')}")
     if not len(seqs):
         raise ValueError("prepare_padded: no sequences")
     if dtype is None:
@@ -304,207 +213,6 @@ def prepare_padded(seqs, labels, pad_to, padding="pre", truncating="pre", align=
     return x, numpy.ascontiguousarray(mask[:, keep].T).astype(dtype), labels
 
 
-# ---------------------------------------------------------------------------
-# Reading pickles safely
-# ---------------------------------------------------------------------------
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that builds plain data only and never runs code.
-
-    Every global (class, function, module attribute) and every persistent
-    id is refused, so the objects built are limited to lists, tuples, dicts,
-    sets, numbers, strings and byte strings.  Python 2 ``str`` objects come
-    back as ``bytes`` (``encoding="bytes"``); see :func:`load_pickles`,
-    which decodes them.
-
-    Parameters
-    ----------
-    file : binary file object
-        Where to read the pickle from.
-    path : str, optional
-        Name of the file, for error messages.
-    """
-
-    def __init__(self, file, path="<pickle>"):
-        super().__init__(file, encoding="bytes")
-        self.path = os.fspath(path)
-
-    def find_class(self, module, name):
-        """Refuse every global.
-
-        Raises
-        ------
-        DataError
-            Always.
-        """
-        raise DataError(
-            f"{self.path}: refused to unpickle {_show(module)}.{_show(name)}:"
-            " only plain lists, tuples, dicts, numbers and strings are"
-            " allowed")
-
-    def persistent_load(self, pid):
-        """Refuse every persistent id.
-
-        Raises
-        ------
-        DataError
-            Always.
-        """
-        raise DataError(
-            f"{self.path}: refused to unpickle a persistent id: only plain"
-            " lists, tuples, dicts, numbers and strings are allowed")
-
-
-def _decode(data):
-    """Decode a Python 2 byte string: UTF-8, else Latin-1."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def _normalise(obj, path):
-    """Return `obj` with every byte string, keys included, decoded to str.
-
-    Containers holding nothing to decode are returned as they are (fast on
-    long lists of ints); shared and self-referencing containers are built
-    once.
-    """
-    done = {}
-
-    def walk(item):
-        kind = type(item)
-        if kind is bytes:
-            return _decode(item)
-        if kind in _ATOM_TYPES:
-            return item
-        if kind in (list, tuple, set, frozenset):
-            if not set(map(type, item)) - _ATOM_TYPES:
-                return item
-            key = id(item)
-            if key in done:
-                return done[key]
-            if kind is list:
-                new = done[key] = []
-                new.extend(walk(value) for value in item)
-                return new
-            if kind is set:
-                new = done[key] = set()
-                new.update(walk(value) for value in item)
-                return new
-            new = done[key] = kind(walk(value) for value in item)
-            return new
-        if kind is dict:
-            key = id(item)
-            if key in done:
-                return done[key]
-            new = done[key] = {}
-            for name, value in item.items():
-                new[walk(name)] = walk(value)
-            if len(new) != len(item):
-                raise DataError(f"{path}: two dictionary keys decode to the"
-                                " same string")
-            return new
-        return item  # bytearray (protocol 5): left alone
-
-    return walk(obj)
-
-
-def _open(path):
-    """Open `path` for reading bytes, through gzip if it ends in ``.gz``."""
-    if path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
-def load_pickles(path, count=1, description=None, decode=True):
-    """Read `count` pickles in sequence from a file, safely.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file; read through gzip if its name ends in ``.gz``.
-    count : int
-        How many pickles to read.  Anything after them is ignored.
-    description : str, optional
-        What the pickles are, for the error message when there are too few
-        (e.g. ``"train then test"``).
-    decode : bool
-        Decode byte strings (Python 2 ``str``), dictionary keys included,
-        to str: UTF-8, else Latin-1.  Skipping it saves time on data that
-        holds no strings.
-
-    Returns
-    -------
-    list
-        The `count` objects.
-
-    Raises
-    ------
-    DataError
-        If the file is missing or unreadable, is not valid gzip, holds a
-        truncated or malformed pickle, holds fewer than `count` pickles, or
-        asks for anything but plain data (see :class:`RestrictedUnpickler`).
-    """
-    path = os.fspath(path)
-    what = f" ({description})" if description else ""
-    objects = []
-    try:
-        with _open(path) as stream:
-            for index in range(count):
-                where = f"pickle {index + 1} of {count}"
-                try:
-                    if not stream.peek(1):
-                        empty = " (empty file)" if index == 0 else ""
-                        raise DataError(
-                            f"{path}: expected {_plural(count, 'pickle')}"
-                            f"{what}, found {index}{empty}")
-                    obj = RestrictedUnpickler(stream, path).load()
-                    objects.append(_normalise(obj, path) if decode else obj)
-                except DataError:
-                    raise
-                except RecursionError:
-                    raise DataError(f"{path}: {where} is nested too deeply"
-                                    " to be a dataset") from None
-                except (gzip.BadGzipFile, zlib.error) as err:
-                    raise DataError(
-                        f"{path}: not a valid gzip file ({_one_line(err)})"
-                    ) from None
-                except _READ_ERRORS as err:
-                    if (not path.endswith(".gz") and index == 0
-                            and _starts_with_gzip_magic(path)):
-                        raise DataError(
-                            f"{path}: the file is gzip-compressed but its"
-                            " name does not end in .gz") from None
-                    raise DataError(
-                        f"{path}: truncated or corrupt data in {where}"
-                        f" ({type(err).__name__}: {_one_line(err)})"
-                    ) from None
-                except OSError:
-                    raise
-                except Exception as err:  # anything else a bad pickle raises
-                    raise DataError(
-                        f"{path}: cannot read {where}"
-                        f" ({type(err).__name__}: {_one_line(err)})"
-                    ) from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not a file") from None
-    except OSError as err:
-        reason = err.strerror or _one_line(err)
-        raise DataError(f"{path}: cannot read ({reason})") from None
-    return objects
-
-
-def _starts_with_gzip_magic(path):
-    try:
-        with open(path, "rb") as stream:
-            return stream.read(2) == _GZIP_MAGIC
-    except OSError:
-        return False
-
 
 # ---------------------------------------------------------------------------
 # The dataset and dictionary files
@@ -517,7 +225,7 @@ def _check_word_ids(review, path, what):
         for position, word in enumerate(review):
             if type(word) is not int:
                 raise DataError(
-                    f"{path}: {what} has {_type_name(word)} word id at"
+                    f"{path}: {what} has {a_type(word)} word id at"
                     f" position {position}, expected an integer")
     if review and min(review) < 0:
         raise DataError(f"{path}: {what} has a negative word id"
@@ -529,22 +237,22 @@ def _check_split(split, path, name):
     if type(split) not in (tuple, list) or len(split) != 2:
         size = f" of {len(split)}" if type(split) in (tuple, list) else ""
         raise DataError(f"{path}: {name}: expected a pair (reviews, labels),"
-                        f" got {_type_name(split)}{size}")
+                        f" got {a_type(split)}{size}")
     x, y = split
     for part, value in (("x", x), ("y", y)):
         if type(value) not in (list, tuple):
             raise DataError(f"{path}: {name}: {part} should be a list, got"
-                            f" {_type_name(value)}")
+                            f" {a_type(value)}")
     if len(x) != len(y):
-        raise DataError(f"{path}: {name}: x has {_plural(len(x), 'review')}"
-                        f" but y has {_plural(len(y), 'label')}")
+        raise DataError(f"{path}: {name}: x has {plural(len(x), 'review')}"
+                        f" but y has {plural(len(y), 'label')}")
     # Whole-set checks run in C; a failure is then located review by review.
     review_types = set(map(type, x))
     if review_types - {list, tuple}:
         for index, review in enumerate(x):
             if type(review) not in (list, tuple):
                 raise DataError(f"{path}: {name} review {index} is"
-                                f" {_type_name(review)}, expected a list of"
+                                f" {a_type(review)}, expected a list of"
                                 " word ids")
     words = itertools.chain.from_iterable
     if (set(map(type, words(x))) - {int}
@@ -560,7 +268,7 @@ def _check_split(split, path, name):
         for index, label in enumerate(labels):
             if type(label) is not int:
                 raise DataError(f"{path}: {name} label {index} is"
-                                f" {_type_name(label)}, expected an integer")
+                                f" {a_type(label)}, expected an integer")
     if min(labels, default=0) < 0:
         index = next(i for i, label in enumerate(labels) if label < 0)
         raise DataError(f"{path}: {name} label {index} is negative"
@@ -616,19 +324,32 @@ def load_dict(path):
     (words,) = load_pickles(path, 1, "the word dictionary")
     if type(words) is not dict:
         raise DataError(f"{path}: expected a dict from word to id, got"
-                        f" {_type_name(words)}")
+                        f" {a_type(words)}")
     for word, index in words.items():
         if type(word) is not str:
-            raise DataError(f"{path}: dictionary key {_show(word)} is"
-                            f" {_type_name(word)}, expected a string")
+            raise DataError(f"{path}: dictionary key {show(word)} is"
+                            f" {a_type(word)}, expected a string")
         if type(index) is not int or index < 2:
-            raise DataError(f"{path}: word {_show(word)} has id"
-                            f" {_show(index)}, expected an integer >= 2")
+            raise DataError(f"{path}: word {show(word)} has id"
+                            f" {show(index)}, expected an integer >= 2")
     return words
 
 
-def _stem(path):
-    """Strip ``.pkl.gz``, ``.pkl`` (or ``.gz``) from `path`."""
+def dataset_stem(dataset_path):
+    """A dataset file's name without ``.pkl.gz``, ``.pkl`` (or ``.gz``).
+
+    Parameters
+    ----------
+    dataset_path : str or os.PathLike
+        E.g. ``data/imdb.pkl``.
+
+    Returns
+    -------
+    str
+        E.g. ``data/imdb``: the files that go with the dataset are named
+        from it (:func:`dict_path_for`, :func:`labels_path_for`).
+    """
+    path = os.fspath(dataset_path)
     for suffix in (".pkl.gz", ".pkl", ".gz"):
         if path.endswith(suffix):
             return path[:-len(suffix)]
@@ -649,12 +370,31 @@ def dict_path_for(dataset_path):
         ``data/imdb.dict.pkl.gz``; or ``data/imdb.dict.pkl`` (the original
         tutorial's name) if that one exists and the ``.gz`` does not.
     """
-    stem = _stem(os.fspath(dataset_path))
+    stem = dataset_stem(dataset_path)
     compressed = stem + ".dict.pkl.gz"
     plain = stem + ".dict.pkl"
     if not os.path.exists(compressed) and os.path.exists(plain):
         return plain
     return compressed
+
+
+def labels_path_for(dataset_path):
+    """Name the label names file that goes with a dataset file.
+
+    ``imdb_preprocess.py`` writes it only for corpora whose labels are not
+    ``pos``/``neg`` or integers: it maps each label name to its id.
+
+    Parameters
+    ----------
+    dataset_path : str or os.PathLike
+        E.g. ``data/imdb.pkl`` or ``data/imdb.pkl.gz``.
+
+    Returns
+    -------
+    str
+        ``data/imdb.labels.json``.
+    """
+    return dataset_stem(dataset_path) + ".labels.json"
 
 
 # ---------------------------------------------------------------------------
@@ -667,11 +407,45 @@ def _len_argsort(seq):
     return sorted(range(len(seq)), key=lambda index: len(seq[index]))
 
 
-def _remove_unk(reviews, n_words):
-    """Replace word ids >= `n_words` by 1 (unknown); returns new lists."""
+def remove_unk(reviews, n_words):
+    """Replace the word ids >= `n_words` by 1, the unknown word.
+
+    Parameters
+    ----------
+    reviews : sequence of sequences of int
+        Reviews as word ids.
+    n_words : int
+        Vocabulary size.
+
+    Returns
+    -------
+    list of list of int
+        New lists, one per review.
+    """
     return [list(review) if not review or max(review) < n_words
             else [1 if word >= n_words else word for word in review]
             for review in reviews]
+
+
+def _valid_split_order(n_samples, valid_block, seed):
+    """A random order of the training reviews; the validation set is its tail.
+
+    With `valid_block` N > 0, whole runs of N consecutive reviews are put
+    in random order, so the tail is made of such runs.
+    """
+    rng = numpy.random.default_rng(seed)
+    if not valid_block:
+        return rng.permutation(n_samples)
+    blocks = numpy.split(numpy.arange(n_samples),
+                         range(valid_block, n_samples, valid_block))
+    order = rng.permutation(len(blocks))
+    return numpy.concatenate([blocks[b] for b in order])
+
+
+def _sort_by_len(x, y):
+    """The reviews `x` and their labels `y`, shortest review first (stable)."""
+    order = _len_argsort(x)
+    return [x[i] for i in order], [y[i] for i in order]
 
 
 def load_data(path="data/imdb.pkl", n_words=100000, valid_portion=0.1,
@@ -682,7 +456,7 @@ def load_data(path="data/imdb.pkl", n_words=100000, valid_portion=0.1,
     ----------
     path : str or os.PathLike
         The dataset file (see :func:`load_dataset_file`).  It is not built
-        here when missing: see :func:`ensure_dataset`.
+        here when missing: see ``imdb_preprocess.ensure_dataset``.
     n_words : int
         Vocabulary size: word ids >= `n_words` become 1 (unknown).
     valid_portion : float
@@ -716,13 +490,15 @@ def load_data(path="data/imdb.pkl", n_words=100000, valid_portion=0.1,
         If the file cannot be read or is malformed, or no training review
         is left after filtering and splitting.
     ValueError
-        If `n_words` or `valid_portion` is out of range.
+        If `n_words`, `valid_portion` or `valid_block` is out of range.
     """
     path = os.fspath(path)
     if n_words < 2:
         raise ValueError(f"n_words={n_words}: must be at least 2")
     if not 0 <= valid_portion <= 1:
         raise ValueError(f"valid_portion={valid_portion}: must be in [0, 1]")
+    if valid_block < 0:
+        raise ValueError(f"valid_block={valid_block}: must be 0 or more")
     (train_x, train_y), (test_x, test_y) = load_dataset_file(path)
 
     if maxlen:
@@ -735,113 +511,20 @@ def load_data(path="data/imdb.pkl", n_words=100000, valid_portion=0.1,
                             f" maxlen={maxlen}")
 
     n_samples = len(train_x)
-    if valid_block < 0:
-        raise ValueError(f"valid_block={valid_block}: must be 0 or more")
-    if valid_block:  # whole blocks in random order; valid is the tail
-        blocks = numpy.arange(n_samples)
-        blocks = numpy.split(blocks, range(valid_block, n_samples, valid_block))
-        order = numpy.random.default_rng(seed).permutation(len(blocks))
-        sidx = numpy.concatenate([blocks[b] for b in order])
-    else:
-        sidx = numpy.random.default_rng(seed).permutation(n_samples)
+    sidx = _valid_split_order(n_samples, valid_block, seed)
     n_train = int(numpy.round(n_samples * (1. - valid_portion)))
     if n_train < 1:
         raise DataError(f"{path}: valid_portion={valid_portion} leaves no"
                         f" training review (out of {n_samples})")
-    valid_x = [train_x[s] for s in sidx[n_train:]]
+    valid_x = remove_unk([train_x[s] for s in sidx[n_train:]], n_words)
     valid_y = [train_y[s] for s in sidx[n_train:]]
-    train_x = [train_x[s] for s in sidx[:n_train]]
+    train_x = remove_unk([train_x[s] for s in sidx[:n_train]], n_words)
     train_y = [train_y[s] for s in sidx[:n_train]]
-
-    train_x = _remove_unk(train_x, n_words)
-    valid_x = _remove_unk(valid_x, n_words)
-    test_x = _remove_unk(test_x, n_words)
+    test_x = remove_unk(test_x, n_words)
 
     if sort_by_len:
-        order = _len_argsort(test_x)
-        test_x = [test_x[i] for i in order]
-        test_y = [test_y[i] for i in order]
-        order = _len_argsort(valid_x)
-        valid_x = [valid_x[i] for i in order]
-        valid_y = [valid_y[i] for i in order]
-        order = _len_argsort(train_x)
-        train_x = [train_x[i] for i in order]
-        train_y = [train_y[i] for i in order]
+        test_x, test_y = _sort_by_len(test_x, test_y)
+        valid_x, valid_y = _sort_by_len(valid_x, valid_y)
+        train_x, train_y = _sort_by_len(train_x, train_y)
 
     return (train_x, train_y), (valid_x, valid_y), (test_x, test_y)
-
-
-# ---------------------------------------------------------------------------
-# Building the dataset
-# ---------------------------------------------------------------------------
-
-
-def ensure_dataset(path="data/imdb.pkl", source=None, download=True):
-    """Return `path`, building the dataset file first if it is missing.
-
-    The raw corpus is, in order of precedence: `source`; the environment
-    variable ``IMDB_SOURCE``; ``aclImdb_v1.tar.gz`` next to `path`; else
-    (if `download`) the Stanford archive, downloaded next to `path`.  It is
-    turned into ``<name>.pkl`` and ``<name>.dict.pkl.gz`` next to `path` by
-    ``imdb_preprocess.build_dataset``.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The dataset file, e.g. ``data/imdb.pkl``.
-    source : str or os.PathLike, optional
-        Raw corpus (archive or unpacked folder) to build from.
-    download : bool
-        Whether downloading the archive is allowed as a last resort.
-
-    Returns
-    -------
-    str
-        `path`.
-
-    Raises
-    ------
-    DataError
-        If the chosen source does not exist, no source is found and
-        `download` is False, or building does not produce `path`.
-    """
-    path = os.fspath(path)
-    if os.path.exists(path):
-        return path
-    import imdb_preprocess  # imported here: it imports this module
-
-    out_dir = os.path.dirname(path) or "."
-    name = os.path.basename(_stem(path))
-    archive = os.path.join(out_dir, ARCHIVE_NAME)
-    env_source = os.environ.get(SOURCE_ENV)
-    if source is not None:
-        source = os.fspath(source)
-        origin = f"source={source}"
-    elif env_source:
-        source = env_source
-        origin = f"{SOURCE_ENV}={source}"
-    elif os.path.exists(archive):
-        source = archive
-        origin = archive
-    elif download:
-        os.makedirs(out_dir, exist_ok=True)
-        print(f"{path} not found: downloading the IMDB archive to {archive}",
-              flush=True)
-        source = imdb_preprocess.download_archive(archive) or archive
-        origin = f"downloaded {source}"
-    else:
-        raise DataError(
-            f"{path}: no such file, and no raw corpus to build it from"
-            f" (download=False): pass source=, set {SOURCE_ENV} or put"
-            f" {ARCHIVE_NAME} in {out_dir}")
-    source = os.fspath(source)
-    if not os.path.exists(source):
-        raise DataError(f"{origin}: no such file or folder")
-
-    os.makedirs(out_dir, exist_ok=True)
-    print(f"{path} not found: building it from {source}", flush=True)
-    imdb_preprocess.build_dataset(source, out_dir=out_dir, name=name)
-    if not os.path.exists(path):
-        raise DataError(f"{path}: still missing after building it from"
-                        f" {source}")
-    return path

@@ -1,11 +1,13 @@
 """Build the tokenized IMDB sentiment corpus (``imdb.pkl``) from raw reviews.
 
 This re-creates the deeplearning.net LSTM tutorial's ``imdb_preprocess.py``
-without its Perl dependency: reviews are tokenized with sacremoses, the
-Python port of the Moses ``tokenizer.perl -l en -q`` the original piped
-them through, then lower-cased and split on white space.  Word ids are
-given by descending frequency over the training split, starting at 2
-(0 is padding, 1 is "unknown").
+without its Perl dependency: reviews are tokenized (:func:`tokenize`) with
+sacremoses, the Python port of the Moses ``tokenizer.perl -l en -q`` the
+original piped them through, then lower-cased and split on white space.
+:func:`build_dict` gives word ids by descending frequency over the training
+split, starting at 2 (0 is padding, 1 is "unknown"); :func:`encode` (the
+tutorial's ``grab_data``) turns texts into word ids; :func:`main` writes
+the files.
 
 Outputs, in ``out_dir``:
 
@@ -25,8 +27,8 @@ input always gives byte-identical files.
 
 Besides the aclImdb layout (a folder or the ``aclImdb_v1.tar.gz``
 archive), custom corpora are accepted: any ``<split>/<label>/*.txt``
-tree, one text per line in one file per label, or a CSV file; see
-``python imdb_preprocess.py --help``.
+tree, one text per line in one file per label, or a CSV file (read by
+:mod:`sentiment.corpus`); see ``python imdb_preprocess.py --help``.
 
 Examples
 --------
@@ -35,36 +37,41 @@ Examples
 
 From the shell::
 
-    python imdb_preprocess.py --out data/ \
+    python imdb_preprocess.py --out data/ \\
         --source ../shared/data/aclImdb_v1_labeled.tar.gz
 """
 
 import argparse
-import codecs
 import collections
-import csv
-import dataclasses
 import gzip
-import io
 import json
 import math
 import multiprocessing
 import os
 import pickle
-import re
 import sys
-import tarfile
 import urllib.error
 import urllib.request
-import zlib
 
-import numpy
 from tqdm import tqdm
 
-from imdb import DataError, atomic_write
+import imdb
+from sentiment import moses
+from sentiment.corpus import (DEFAULT_SEED, DEFAULT_TEST_PORTION, group_order,
+                              needs_labels_file, read_csv_corpus,
+                              read_folder_corpus, read_label_files,
+                              split_lines)
+from sentiment.errors import DataError, one_line
+from sentiment.files import atomic_write
 
 STANFORD_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 """Where the Large Movie Review Dataset v1.0 is published."""
+
+ARCHIVE_NAME = "aclImdb_v1.tar.gz"
+"""Name of the Stanford archive, looked for (or downloaded) next to the dataset."""
+
+SOURCE_ENV = "IMDB_SOURCE"
+"""Environment variable naming the raw corpus to build the dataset from."""
 
 PICKLE_PROTOCOL = 2
 """Pickle protocol of the outputs: the highest one Python 2 can read."""
@@ -78,95 +85,16 @@ UNKNOWN_ID = 1
 FIRST_WORD_ID = 2
 """Id of the most frequent word."""
 
-SPLITS = ("train", "test")
-"""Split folder names of the ``<split>/<label>/*.txt`` layout."""
-
-UNLABELED_FOLDER = "unsup"
-"""Label folder skipped in the folder layout (aclImdb's unlabeled reviews)."""
-
-DEFAULT_TEST_PORTION = 0.2
-"""Portion of each label held out as the test split of a custom corpus."""
-
-DEFAULT_SEED = 123
-"""Seed of the test hold-out of a custom corpus."""
-
 LOCAL_COPY_HINT = "IMDB_SOURCE=../shared/data/aclImdb_v1_labeled.tar.gz"
 """Example of pointing at a local copy of the archive."""
 
 _PROG = "imdb_preprocess.py"
-_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _DOWNLOAD_BLOCK = 1 << 16
-
-_TOKENIZER = None  # the process's sacremoses.MosesTokenizer, built lazily
 
 
 # ---------------------------------------------------------------------------
 # Tokenizing and the dictionary
 # ---------------------------------------------------------------------------
-
-def _make_tokenizer():
-    """Build an English Moses tokenizer with faster character-class tests.
-
-    sacremoses' ``islower`` and ``isanyalpha`` rebuild a set of all
-    lower-case (2,253) or alphabetic (10,862) characters on every call,
-    which was over half of the tokenizing time on IMDB reviews.  The
-    subclass builds those sets once; its results are the same.
-
-    Returns
-    -------
-    sacremoses.MosesTokenizer
-        An English tokenizer.
-    """
-    from sacremoses import MosesTokenizer
-
-    class _Tokenizer(MosesTokenizer):
-        """``MosesTokenizer`` whose character sets are built once."""
-
-        def __init__(self, lang):
-            super().__init__(lang=lang)
-            self._lower = frozenset(self.IsLower)
-            self._alpha = frozenset(self.IsAlpha)
-
-        def islower(self, text):
-            """Tell whether all characters of `text` are lower-case."""
-            return self._lower.issuperset(text)
-
-        def isanyalpha(self, text):
-            """Tell whether any character of `text` is alphabetic."""
-            return not self._alpha.isdisjoint(text)
-
-    return _Tokenizer(lang="en")
-
-
-def _moses():
-    """Return this process's Moses tokenizer, building it on first use.
-
-    Returns
-    -------
-    sacremoses.MosesTokenizer
-        An English tokenizer (see `_make_tokenizer`).
-    """
-    global _TOKENIZER
-    if _TOKENIZER is None:
-        _TOKENIZER = _make_tokenizer()
-    return _TOKENIZER
-
-
-def _lines(text):
-    """Split text at ``\\n``, ``\\r\\n`` and ``\\r`` (and nothing else).
-
-    Parameters
-    ----------
-    text : str
-        Any text.
-
-    Returns
-    -------
-    list of str
-        Its lines, without line ends.
-    """
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-
 
 def tokenize(text):
     """Tokenize text the way the tutorial did, as a list of words.
@@ -197,11 +125,11 @@ def tokenize(text):
     ['i', 'don', '&apos;t', 'like', 'tom', '&amp;', 'jerry', '.', 'it',
      '&apos;s', '&lt;', 'b', '&gt;', 'bad', '&lt;', '/', 'b', '&gt;', '!']
     """
-    moses = _moses()
+    moses_tokenizer = moses.tokenizer()
     words = []
-    for line in _lines(text):
+    for line in split_lines(text):
         if line.strip():
-            words.extend(moses.tokenize(line, escape=True, return_str=True)
+            words.extend(moses_tokenizer.tokenize(line, escape=True, return_str=True)
                          .lower().split())
     return words
 
@@ -278,6 +206,8 @@ def build_dict(token_lists):
 
 def encode(token_lists, dictionary):
     """Replace words by their ids, unknown words by ``UNKNOWN_ID`` (1).
+
+    This is the tutorial's ``grab_data``, once the texts are tokenized.
 
     Parameters
     ----------
@@ -370,684 +300,6 @@ def _collect(results, joined, bar):
 
 
 # ---------------------------------------------------------------------------
-# Labels
-# ---------------------------------------------------------------------------
-
-def label_ids(names):
-    """Give label names their ids.
-
-    ``pos`` and ``neg`` are 1 and 0 as in the tutorial.  Otherwise, when
-    every name is a non-negative integer, the integer is the id; else
-    the names are sorted and numbered 0 to K-1.
-
-    Parameters
-    ----------
-    names : iterable of str
-        Label names (repeats allowed).
-
-    Returns
-    -------
-    dict of str to int
-        ``name -> id``, in id order.
-
-    Raises
-    ------
-    DataError
-        If two integer names mean the same id (e.g. ``1`` and ``01``).
-    """
-    unique = sorted(set(names))
-    if set(unique) <= {"pos", "neg"}:
-        mapping = {name: int(name == "pos") for name in unique}
-    elif all(re.fullmatch(r"[0-9]+", name) for name in unique):
-        mapping = {name: int(name) for name in unique}
-        if len(set(mapping.values())) < len(mapping):
-            raise DataError("labels %s: two names mean the same integer id"
-                            % ", ".join(unique))
-    else:
-        mapping = {name: i for i, name in enumerate(unique)}
-    return dict(sorted(mapping.items(), key=lambda item: item[1]))
-
-
-def _needs_labels_file(mapping):
-    """Tell whether label ids need ``<name>.labels.json`` to be read back.
-
-    Parameters
-    ----------
-    mapping : dict of str to int
-        From `label_ids`.
-
-    Returns
-    -------
-    bool
-        False for pos/neg and integer names, True otherwise.
-    """
-    return not all(name in ("pos", "neg") or name == str(ident)
-                   for name, ident in mapping.items())
-
-
-def _group_order(mapping):
-    """Order labels for the output: pos then neg, else by ascending id.
-
-    Parameters
-    ----------
-    mapping : dict of str to int
-        From `label_ids`.
-
-    Returns
-    -------
-    list of str
-        Label names in output order.
-    """
-    if set(mapping) <= {"pos", "neg"}:
-        return [name for name in ("pos", "neg") if name in mapping]
-    return sorted(mapping, key=mapping.get)
-
-
-# ---------------------------------------------------------------------------
-# Corpora
-# ---------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Corpus:
-    """Raw labeled texts of a training and a test split.
-
-    Attributes
-    ----------
-    train : list of (str, str)
-        ``(text, label name)`` pairs, in output order.
-    test : list of (str, str)
-        Same for the test split.
-    labels : dict of str to int
-        ``label name -> id``.
-    origin : str
-        What the texts were read from, for messages.
-    """
-
-    train: list
-    test: list
-    labels: dict
-    origin: str
-
-
-def _check_encoding(encoding):
-    """Fail early on an unknown encoding name.
-
-    Parameters
-    ----------
-    encoding : str
-        A codec name.
-
-    Raises
-    ------
-    DataError
-        If Python does not know it.
-    """
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise DataError("--encoding %s: unknown encoding" % encoding) from None
-
-
-def _decode(data, where, encoding):
-    """Decode bytes, naming the file on failure; drop a byte order mark.
-
-    Parameters
-    ----------
-    data : bytes
-        File contents.
-    where : str
-        The file, for the error message.
-    encoding : str
-        Codec name.
-
-    Returns
-    -------
-    str
-        The text.
-
-    Raises
-    ------
-    DataError
-        If the bytes are not valid in that encoding.
-    """
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as error:
-        raise DataError(
-            "%s: not valid %s (byte 0x%02x at position %d); pass --encoding, "
-            "e.g. --encoding latin-1"
-            % (where, encoding, error.object[error.start], error.start)
-        ) from None
-    return text[1:] if text.startswith("\ufeff") else text
-
-
-def _read_bytes(path):
-    """Read a file, turning OS errors into a one-line `DataError`.
-
-    Parameters
-    ----------
-    path : str
-        The file.
-
-    Returns
-    -------
-    bytes
-        Its contents.
-    """
-    try:
-        with open(path, "rb") as stream:
-            return stream.read()
-    except OSError as error:
-        raise DataError("%s: %s" % (path, error.strerror or error)) from None
-
-
-def natural_key(name):
-    """Sort key putting ``2_7.txt`` before ``10_3.txt``.
-
-    Digit runs compare as numbers, the rest as text; the name itself
-    breaks remaining ties (``01`` vs ``1``).
-
-    Parameters
-    ----------
-    name : str
-        A file name.
-
-    Returns
-    -------
-    tuple
-        The key.
-    """
-    parts = re.split(r"([0-9]+)", name)
-    return (tuple(int(part) if i % 2 else part
-                  for i, part in enumerate(parts)), name)
-
-
-def _is_archive(path):
-    """Tell whether a path names a tar archive by its suffix.
-
-    Parameters
-    ----------
-    path : str
-        A file name.
-
-    Returns
-    -------
-    bool
-        True for ``.tar.gz``, ``.tgz`` and ``.tar``.
-    """
-    return path.lower().endswith(_ARCHIVE_SUFFIXES)
-
-
-def _folder_files(root):
-    """List the review files of a ``<split>/<label>/*.txt`` folder.
-
-    Parameters
-    ----------
-    root : str
-        The folder holding ``train/`` and ``test/``.
-
-    Returns
-    -------
-    dict
-        ``(split, label) -> list of file paths`` in natural name order;
-        labels with no ``.txt`` file are left out.
-    """
-    files = {}
-    for split in SPLITS:
-        split_dir = os.path.join(root, split)
-        for label in sorted(os.listdir(split_dir)):
-            label_dir = os.path.join(split_dir, label)
-            if label == UNLABELED_FOLDER or not os.path.isdir(label_dir):
-                continue
-            names = sorted((name for name in os.listdir(label_dir)
-                            if name.endswith(".txt")), key=natural_key)
-            if names:
-                files[split, label] = [os.path.join(label_dir, name)
-                                       for name in names]
-    return files
-
-
-def _read_folder(root, encoding):
-    """Read a ``<split>/<label>/*.txt`` folder tree.
-
-    Parameters
-    ----------
-    root : str
-        The folder holding ``train/`` and ``test/``.
-    encoding : str
-        Codec of the files.
-
-    Returns
-    -------
-    dict
-        ``(split, label) -> list of texts``, files in natural order.
-    """
-    return {key: [_decode(_read_bytes(path), path, encoding)
-                  for path in paths]
-            for key, paths in _folder_files(root).items()}
-
-
-def _archive_key(member_name):
-    """Locate a review file inside an archive.
-
-    Parameters
-    ----------
-    member_name : str
-        A member path such as ``aclImdb/train/pos/0_9.txt``.
-
-    Returns
-    -------
-    tuple or None
-        ``(prefix, split, label, file name)``, or None for any other
-        member (README, ``*.feat``, ``urls_*.txt``, ``unsup/``...).
-    """
-    parts = [part for part in member_name.split("/") if part not in ("", ".")]
-    if (len(parts) < 3 or parts[-3] not in SPLITS
-            or parts[-2] == UNLABELED_FOLDER
-            or not parts[-1].endswith(".txt")):
-        return None
-    return "/".join(parts[:-3]), parts[-3], parts[-2], parts[-1]
-
-
-def _read_archive(path, encoding):
-    """Read the review files of a tar archive, streaming, in memory.
-
-    Parameters
-    ----------
-    path : str
-        A ``.tar.gz``, ``.tgz`` or ``.tar`` file with the
-        ``[prefix/]<split>/<label>/*.txt`` layout.
-    encoding : str
-        Codec of the review files.
-
-    Returns
-    -------
-    dict
-        ``(split, label) -> list of texts``, files in natural order.
-
-    Raises
-    ------
-    DataError
-        If the archive is unreadable or holds several corpora.
-    """
-    found = collections.defaultdict(list)
-    prefixes = set()
-    try:
-        with tarfile.open(path, mode="r|*") as archive:
-            for member in archive:
-                key = _archive_key(member.name) if member.isfile() else None
-                if key is None:
-                    continue
-                prefix, split, label, name = key
-                prefixes.add(prefix)
-                data = archive.extractfile(member).read()
-                found[split, label].append(
-                    (natural_key(name), member.name, data))
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
-        raise DataError("%s: unreadable archive (%s)"
-                        % (path, error)) from None
-    if len(prefixes) > 1:
-        raise DataError("%s: several corpora (%s); unpack it and point "
-                        "--source at one"
-                        % (path, ", ".join(sorted(prefixes))))
-    texts = {}
-    for key in sorted(found):
-        members = sorted(found[key])
-        texts[key] = [_decode(data, "%s:%s" % (path, name), encoding)
-                      for _, name, data in members]
-    return texts
-
-
-def _find_root(source):
-    """Find the folder holding ``train/`` and ``test/`` under a source.
-
-    Parameters
-    ----------
-    source : str
-        An ``aclImdb``-like folder or a folder containing ``aclImdb/``.
-
-    Returns
-    -------
-    str
-        The folder.
-
-    Raises
-    ------
-    DataError
-        If neither layout is found.
-    """
-    for root in (source, os.path.join(source, "aclImdb")):
-        if all(os.path.isdir(os.path.join(root, split)) for split in SPLITS):
-            return root
-    raise DataError(
-        "%s: no train/ and test/ folders (expected the aclImdb layout "
-        "<split>/<label>/*.txt, a folder containing aclImdb/, or a .tar.gz "
-        "archive)" % source)
-
-
-def read_folder_corpus(source, encoding="utf-8"):
-    """Read an aclImdb-layout corpus from a folder or a tar archive.
-
-    The layout is ``<split>/<label>/*.txt`` with splits ``train`` and
-    ``test``, one review per file (all its lines are used; aclImdb
-    reviews are one line each).  Label folders ``pos``/``neg`` are 1/0;
-    other names follow `label_ids`.  A label folder named ``unsup``
-    (aclImdb's unlabeled reviews) and any other file are ignored.
-    Files are read in natural order of their names (``<id>_<rating>.txt``
-    by id).  Archives are streamed into memory, never extracted.
-
-    Parameters
-    ----------
-    source : str
-        An ``aclImdb`` folder, a folder containing ``aclImdb/``, or a
-        ``.tar.gz``/``.tgz``/``.tar`` archive of that layout.
-    encoding : str, optional
-        Codec of the review files.
-
-    Returns
-    -------
-    Corpus
-        The texts, positive reviews first.
-
-    Raises
-    ------
-    DataError
-        If the source is missing, of another layout, or has no texts in
-        one of the splits, or a file cannot be decoded.
-    """
-    source = os.fspath(source)
-    _check_encoding(encoding)
-    if os.path.isdir(source):
-        origin = _find_root(source)
-        texts = _read_folder(origin, encoding)
-    elif os.path.isfile(source) and _is_archive(source):
-        origin = source
-        texts = _read_archive(source, encoding)
-    elif os.path.exists(source):
-        raise DataError("%s: not a folder or a .tar.gz archive" % source)
-    else:
-        raise DataError("%s: no such file or folder; pass --source PATH to "
-                        "the aclImdb folder or archive" % source)
-    for split in SPLITS:
-        if not any(key[0] == split for key in texts):
-            raise DataError("%s: no %s/<label>/*.txt files" % (origin, split))
-    labels = label_ids(label for _, label in texts)
-    order = _group_order(labels)
-    splits = [[(text, label) for label in order
-               for text in texts.get((split, label), ())]
-              for split in SPLITS]
-    return Corpus(splits[0], splits[1], labels, origin)
-
-
-def _parse_lines(path, encoding):
-    """Read a one-text-per-line file; blank lines are skipped.
-
-    Parameters
-    ----------
-    path : str
-        The file.
-    encoding : str
-        Its codec.
-
-    Returns
-    -------
-    list of str
-        The texts.
-
-    Raises
-    ------
-    DataError
-        If the file is unreadable, undecodable or has no text.
-    """
-    text = _decode(_read_bytes(path), path, encoding)
-    texts = [line for line in _lines(text) if line.strip()]
-    if not texts:
-        raise DataError("%s: no texts (expected one text per line)" % path)
-    return texts
-
-
-def hold_out(items, portion, seed):
-    """Split labeled texts into training and test, stratified by label.
-
-    From each label, ``round(n * portion)`` texts chosen at random (but
-    at least one is left for training) go to the test split.  Labels
-    are drawn from in order of first appearance with one
-    ``numpy.random.default_rng(seed)``, so the split depends only on the
-    input and the seed.  Both parts keep the input order.
-
-    Parameters
-    ----------
-    items : list of (str, str)
-        ``(text, label name)`` pairs.
-    portion : float
-        Fraction to hold out, in (0, 1).
-    seed : int
-        Seed of the random generator.
-
-    Returns
-    -------
-    train, test : list of (str, str)
-        The two parts.
-    """
-    rng = numpy.random.default_rng(seed)
-    positions = collections.defaultdict(list)
-    for i, (_, label) in enumerate(items):
-        positions[label].append(i)
-    held = set()
-    for indices in positions.values():
-        count = len(indices)
-        n_test = min(count - 1, int(math.floor(count * portion + 0.5)))
-        chosen = rng.permutation(count)[:n_test]
-        held.update(indices[j] for j in chosen)
-    train = [item for i, item in enumerate(items) if i not in held]
-    test = [item for i, item in enumerate(items) if i in held]
-    return train, test
-
-
-def _make_corpus(train, test, origin, test_portion, seed):
-    """Label, order and (if needed) hold out texts into a `Corpus`.
-
-    Parameters
-    ----------
-    train : list of (str, str)
-        Training ``(text, label name)`` pairs.
-    test : list of (str, str)
-        Test pairs; when empty, a stratified hold-out of ``train``.
-    origin : str
-        What the texts came from, for messages.
-    test_portion : float
-        Hold-out fraction.
-    seed : int
-        Hold-out seed.
-
-    Returns
-    -------
-    Corpus
-        The corpus, each split grouped by label (pos first, else by id).
-
-    Raises
-    ------
-    DataError
-        If a split ends up empty.
-    """
-    if not train:
-        raise DataError("%s: no training texts" % origin)
-    if not test:
-        train, test = hold_out(train, test_portion, seed)
-        if not test:
-            raise DataError(
-                "%s: holding out %g of %d texts leaves no test texts; add "
-                "texts, raise --test-portion or give test files"
-                % (origin, test_portion, len(train)))
-    labels = label_ids(label for _, label in train + test)
-    order = {name: i for i, name in enumerate(_group_order(labels))}
-    train = sorted(train, key=lambda item: order[item[1]])
-    test = sorted(test, key=lambda item: order[item[1]])
-    return Corpus(train, test, labels, origin)
-
-
-def read_label_files(train_files, test_files=(), encoding="utf-8",
-                     test_portion=DEFAULT_TEST_PORTION, seed=DEFAULT_SEED):
-    """Read a corpus of one-text-per-line files, one file per label.
-
-    Parameters
-    ----------
-    train_files : sequence of (str, str)
-        ``(label name, path)`` pairs; a label may have several files.
-        Names follow `label_ids` (pos/neg, integers, or any names).
-    test_files : sequence of (str, str), optional
-        Same for the test split.  When empty, the test split is held
-        out of the training texts, see `hold_out`.
-    encoding : str, optional
-        Codec of the files.
-    test_portion : float, optional
-        Hold-out fraction when there are no test files.
-    seed : int, optional
-        Hold-out seed.
-
-    Returns
-    -------
-    Corpus
-        The corpus.
-
-    Raises
-    ------
-    DataError
-        If a file is missing, undecodable or has no text.
-    """
-    _check_encoding(encoding)
-    train = [(text, label) for label, path in train_files
-             for text in _parse_lines(path, encoding)]
-    test = [(text, label) for label, path in test_files
-            for text in _parse_lines(path, encoding)]
-    origin = ", ".join(path for _, path in train_files)
-    return _make_corpus(train, test, origin, test_portion, seed)
-
-
-def _csv_delimiter(path, delimiter):
-    """Choose the CSV delimiter: explicit, else tab for ``.tsv``, else comma.
-
-    Parameters
-    ----------
-    path : str
-        The CSV file.
-    delimiter : str or None
-        Explicit delimiter; ``\\t`` may be written as a backslash-t.
-
-    Returns
-    -------
-    str
-        One character.
-    """
-    if delimiter is not None:
-        return "\t" if delimiter in ("\\t", "tab") else delimiter
-    return "\t" if path.lower().endswith(".tsv") else ","
-
-
-def _read_csv(path, text_column, label_column, delimiter, encoding):
-    """Read ``(text, label)`` pairs from a CSV file with a header row.
-
-    Parameters
-    ----------
-    path : str
-        The file.
-    text_column, label_column : str
-        Header names of the two columns.
-    delimiter : str or None
-        See `_csv_delimiter`.
-    encoding : str
-        Codec of the file.
-
-    Returns
-    -------
-    list of (str, str)
-        The rows' texts and labels (label white space stripped).
-
-    Raises
-    ------
-    DataError
-        If a column is missing, a row is short or has no label, the
-        file is not valid CSV, or has no rows.
-    """
-    text = _decode(_read_bytes(path), path, encoding)
-    reader = csv.reader(io.StringIO(text, newline=""),
-                        delimiter=_csv_delimiter(path, delimiter))
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise DataError("%s: empty file (a header row is required)" % path)
-        columns = {}
-        for flag, name in (("--text-column", text_column),
-                           ("--label-column", label_column)):
-            if name not in header:
-                raise DataError("%s: no column %r (columns: %s); pass %s"
-                                % (path, name, ", ".join(header), flag))
-            columns[flag] = header.index(name)
-        t_col, l_col = columns["--text-column"], columns["--label-column"]
-        rows = []
-        for row in reader:
-            if not row:
-                continue
-            if len(row) <= max(t_col, l_col):
-                raise DataError("%s: line %d: %d fields, expected %d"
-                                % (path, reader.line_num, len(row),
-                                   len(header)))
-            label = row[l_col].strip()
-            if not label:
-                raise DataError("%s: line %d: empty label in column %r"
-                                % (path, reader.line_num, label_column))
-            rows.append((row[t_col], label))
-    except csv.Error as error:
-        raise DataError("%s: line %d: %s"
-                        % (path, reader.line_num, error)) from None
-    if not rows:
-        raise DataError("%s: no rows after the header" % path)
-    return rows
-
-
-def read_csv_corpus(path, text_column="text", label_column="label",
-                    test_path=None, delimiter=None, encoding="utf-8",
-                    test_portion=DEFAULT_TEST_PORTION, seed=DEFAULT_SEED):
-    """Read a corpus from a CSV (or TSV) file with a header row.
-
-    Parameters
-    ----------
-    path : str
-        Training file.
-    text_column, label_column : str, optional
-        Header names of the text and label columns.
-    test_path : str, optional
-        Test file with the same columns; when None the test split is
-        held out of the training rows, see `hold_out`.
-    delimiter : str, optional
-        Field delimiter; default tab for ``.tsv`` files, else comma.
-    encoding : str, optional
-        Codec of the files.
-    test_portion : float, optional
-        Hold-out fraction when there is no test file.
-    seed : int, optional
-        Hold-out seed.
-
-    Returns
-    -------
-    Corpus
-        The corpus.
-
-    Raises
-    ------
-    DataError
-        See `_read_csv`.
-    """
-    _check_encoding(encoding)
-    train = _read_csv(path, text_column, label_column, delimiter, encoding)
-    test = []
-    if test_path is not None:
-        test = _read_csv(test_path, text_column, label_column, delimiter,
-                         encoding)
-    return _make_corpus(train, test, path, test_portion, seed)
-
-
-# ---------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------
 
@@ -1099,8 +351,50 @@ def _label_summary(split, items, labels):
     """
     counts = collections.Counter(label for _, label in items)
     detail = ", ".join("%d %s" % (counts[name], name)
-                       for name in _group_order(labels))
+                       for name in group_order(labels))
     return "%s: %d reviews (%s)" % (split, len(items), detail)
+
+
+def _write_dataset(out_dir, name, x, y, n_train, dictionary, labels):
+    """Write the dataset, its dictionary and (if needed) its label names.
+
+    Parameters
+    ----------
+    out_dir : str
+        Output folder, created if needed.
+    name : str
+        File stem of the outputs.
+    x, y : list
+        Word ids and label ids of every text, the training texts first.
+    n_train : int
+        Number of training texts.
+    dictionary : dict of str to int
+        ``word -> id``.
+    labels : dict of str to int
+        ``label name -> id``.
+
+    Returns
+    -------
+    list of str
+        The files written.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    pkl_path = os.path.join(out_dir, name + ".pkl")
+    dict_path = os.path.join(out_dir, name + ".dict.pkl.gz")
+    labels_path = imdb.labels_path_for(pkl_path)
+    atomic_write(pkl_path, lambda stream: _write_pickles(
+        stream, [(x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])]))
+    atomic_write(dict_path,
+                 lambda stream: _write_gzip_pickle(stream, dictionary))
+    written = [pkl_path, dict_path]
+    if needs_labels_file(labels):
+        content = (json.dumps(labels, indent=2, ensure_ascii=False)
+                   + "\n").encode("utf-8")
+        atomic_write(labels_path, lambda stream: stream.write(content))
+        written.append(labels_path)
+    elif os.path.exists(labels_path):
+        os.remove(labels_path)  # stale: from an earlier corpus of this name
+    return written
 
 
 def write_corpus(corpus, out_dir, name="imdb", workers=None, progress=True,
@@ -1143,24 +437,10 @@ def write_corpus(corpus, out_dir, name="imdb", workers=None, progress=True,
     say("%d total words %d unique words" % (sum(counts.values()), len(counts)))
     x = encode((line.split() for line in joined), dictionary)
     y = [corpus.labels[label] for _, label in corpus.train + corpus.test]
-    os.makedirs(out_dir, exist_ok=True)
-    pkl_path = os.path.join(out_dir, name + ".pkl")
-    dict_path = os.path.join(out_dir, name + ".dict.pkl.gz")
-    labels_path = os.path.join(out_dir, name + ".labels.json")
-    atomic_write(pkl_path, lambda stream: _write_pickles(
-        stream, [(x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])]))
-    atomic_write(dict_path,
-                  lambda stream: _write_gzip_pickle(stream, dictionary))
-    written = [pkl_path, dict_path]
-    if _needs_labels_file(corpus.labels):
-        content = (json.dumps(corpus.labels, indent=2, ensure_ascii=False)
-                   + "\n").encode("utf-8")
-        atomic_write(labels_path, lambda stream: stream.write(content))
-        written.append(labels_path)
-    elif os.path.exists(labels_path):
-        os.remove(labels_path)  # stale: from an earlier corpus of this name
+    written = _write_dataset(out_dir, name, x, y, n_train, dictionary,
+                             corpus.labels)
     say("wrote " + ", ".join(written))
-    return pkl_path, dict_path
+    return written[0], written[1]
 
 
 def build_dataset(source, out_dir, name="imdb", encoding="utf-8",
@@ -1205,7 +485,7 @@ def build_dataset(source, out_dir, name="imdb", encoding="utf-8",
 
 
 # ---------------------------------------------------------------------------
-# Downloading
+# Downloading and building on demand
 # ---------------------------------------------------------------------------
 
 def download_archive(dest, url=STANFORD_URL, progress=True):
@@ -1259,8 +539,87 @@ def download_archive(dest, url=STANFORD_URL, progress=True):
         raise DataError(
             "%s: download failed (%s); point at a local copy with --source "
             "PATH or the IMDB_SOURCE environment variable, e.g. %s"
-            % (url, reason, LOCAL_COPY_HINT)) from None
+            % (url, one_line(reason), LOCAL_COPY_HINT)) from None
     return dest
+
+
+def _raw_source(path, source, download):
+    """Choose the raw corpus to build the dataset `path` from.
+
+    Returns
+    -------
+    source, origin : str
+        The corpus, and how it was chosen (for the message when it is
+        missing): ``source=...``, ``IMDB_SOURCE=...``, the archive's path or
+        ``downloaded ...``.
+    """
+    out_dir = os.path.dirname(path) or "."
+    archive = os.path.join(out_dir, ARCHIVE_NAME)
+    env_source = os.environ.get(SOURCE_ENV)
+    if source is not None:
+        source = os.fspath(source)
+        return source, f"source={source}"
+    if env_source:
+        return env_source, f"{SOURCE_ENV}={env_source}"
+    if os.path.exists(archive):
+        return archive, archive
+    if not download:
+        raise DataError(
+            f"{path}: no such file, and no raw corpus to build it from"
+            f" (download=False): pass source=, set {SOURCE_ENV} or put"
+            f" {ARCHIVE_NAME} in {out_dir}")
+    os.makedirs(out_dir, exist_ok=True)
+    print(f"{path} not found: downloading the IMDB archive to {archive}",
+          flush=True)
+    source = download_archive(archive) or archive
+    return source, f"downloaded {source}"
+
+
+def ensure_dataset(path="data/imdb.pkl", source=None, download=True):
+    """Return `path`, building the dataset file first if it is missing.
+
+    The raw corpus is, in order of precedence: `source`; the environment
+    variable ``IMDB_SOURCE``; ``aclImdb_v1.tar.gz`` next to `path`; else
+    (if `download`) the Stanford archive, downloaded next to `path`.  It is
+    turned into ``<name>.pkl`` and ``<name>.dict.pkl.gz`` next to `path` by
+    :func:`build_dataset`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The dataset file, e.g. ``data/imdb.pkl``.
+    source : str or os.PathLike, optional
+        Raw corpus (archive or unpacked folder) to build from.
+    download : bool
+        Whether downloading the archive is allowed as a last resort.
+
+    Returns
+    -------
+    str
+        `path`.
+
+    Raises
+    ------
+    DataError
+        If the chosen source does not exist, no source is found and
+        `download` is False, or building does not produce `path`.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path):
+        return path
+    source, origin = _raw_source(path, source, download)
+    source = os.fspath(source)
+    if not os.path.exists(source):
+        raise DataError(f"{origin}: no such file or folder")
+    out_dir = os.path.dirname(path) or "."
+    os.makedirs(out_dir, exist_ok=True)
+    print(f"{path} not found: building it from {source}", flush=True)
+    build_dataset(source, out_dir=out_dir,
+                  name=os.path.basename(imdb.dataset_stem(path)))
+    if not os.path.exists(path):
+        raise DataError(f"{path}: still missing after building it from"
+                        f" {source}")
+    return path
 
 
 # ---------------------------------------------------------------------------
@@ -1329,6 +688,91 @@ def _positive_int(value):
     return int(value)
 
 
+def _add_source_options(parser):
+    """Add the options of the aclImdb layout to the parser."""
+    data = parser.add_argument_group("aclImdb layout")
+    data.add_argument(
+        "--source", metavar="PATH",
+        help="an aclImdb folder, a folder containing aclImdb/, a .tar.gz "
+             "archive of that layout, or any <split>/<label>/*.txt tree with "
+             "splits train and test (default: $IMDB_SOURCE, else download)")
+    data.add_argument(
+        "--url", default=STANFORD_URL,
+        help="where to download the archive when no source is given "
+             "(default: %(default)s)")
+
+
+def _add_label_file_options(parser):
+    """Add the options of one-text-per-line files to the parser."""
+    lines = parser.add_argument_group("one text per line, one file per label")
+    lines.add_argument("--pos", metavar="FILE",
+                       help="positive texts (same as --label-file pos=FILE)")
+    lines.add_argument("--neg", metavar="FILE",
+                       help="negative texts (same as --label-file neg=FILE)")
+    lines.add_argument(
+        "--label-file", metavar="NAME=FILE", type=_label_file, action="append",
+        default=[], help="texts of label NAME (an integer id, pos/neg, or any "
+                         "name); repeatable")
+    lines.add_argument("--test-pos", metavar="FILE",
+                       help="positive test texts")
+    lines.add_argument("--test-neg", metavar="FILE",
+                       help="negative test texts")
+    lines.add_argument(
+        "--test-label-file", metavar="NAME=FILE", type=_label_file,
+        action="append", default=[], help="test texts of label NAME; "
+                                          "repeatable")
+
+
+def _add_csv_options(parser):
+    """Add the options of CSV files to the parser."""
+    table = parser.add_argument_group("CSV")
+    table.add_argument("--csv", metavar="FILE",
+                       help="training texts, one row each, with a header row "
+                            "(tab-separated if the name ends in .tsv)")
+    table.add_argument("--test-csv", metavar="FILE",
+                       help="test texts with the same columns")
+    table.add_argument("--text-column", metavar="NAME", default="text",
+                       help="header of the text column (default: %(default)s)")
+    table.add_argument("--label-column", metavar="NAME", default="label",
+                       help="header of the label column "
+                            "(default: %(default)s)")
+    table.add_argument("--delimiter", metavar="CHAR",
+                       help="field delimiter, \\t for tab (default: tab for "
+                            ".tsv, else comma)")
+
+
+def _add_hold_out_options(parser):
+    """Add the options of the test hold-out to the parser."""
+    split = parser.add_argument_group("test hold-out (no test files given)")
+    split.add_argument(
+        "--test-portion", metavar="P", type=_portion,
+        default=DEFAULT_TEST_PORTION,
+        help="fraction of each label's texts held out as the test split, "
+             "stratified by label (default: %(default)s, the usual 80/20 "
+             "split, which keeps most of a small corpus for training; IMDB's "
+             "own 25k/25k is 0.5)")
+    split.add_argument("--seed", metavar="N", type=int, default=DEFAULT_SEED,
+                       help="seed of the hold-out (numpy default_rng; "
+                            "default: %(default)s)")
+
+
+def _add_output_options(parser):
+    """Add the output options to the parser."""
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", metavar="DIR", default="data",
+                     help="output folder, created if needed "
+                          "(default: %(default)s)")
+    out.add_argument("--name", default="imdb",
+                     help="file stem of the outputs (default: %(default)s)")
+    out.add_argument("--encoding", metavar="NAME", default="utf-8",
+                     help="encoding of all text input (default: %(default)s)")
+    out.add_argument("--workers", metavar="N", type=_positive_int,
+                     help="tokenizing processes (default: the number of "
+                          "CPUs, %d here)" % (os.cpu_count() or 1))
+    out.add_argument("--quiet", action="store_true",
+                     help="no progress bars and no summary")
+
+
 def build_parser():
     """Build the command-line parser.
 
@@ -1352,71 +796,11 @@ def build_parser():
                "Label names pos/neg map to 1/0, all-integer names to "
                "themselves, other names are sorted and numbered 0..K-1 and "
                "also written to <out>/<name>.labels.json.")
-    data = parser.add_argument_group("aclImdb layout")
-    data.add_argument(
-        "--source", metavar="PATH",
-        help="an aclImdb folder, a folder containing aclImdb/, a .tar.gz "
-             "archive of that layout, or any <split>/<label>/*.txt tree with "
-             "splits train and test (default: $IMDB_SOURCE, else download)")
-    data.add_argument(
-        "--url", default=STANFORD_URL,
-        help="where to download the archive when no source is given "
-             "(default: %(default)s)")
-    lines = parser.add_argument_group("one text per line, one file per label")
-    lines.add_argument("--pos", metavar="FILE",
-                       help="positive texts (same as --label-file pos=FILE)")
-    lines.add_argument("--neg", metavar="FILE",
-                       help="negative texts (same as --label-file neg=FILE)")
-    lines.add_argument(
-        "--label-file", metavar="NAME=FILE", type=_label_file, action="append",
-        default=[], help="texts of label NAME (an integer id, pos/neg, or any "
-                         "name); repeatable")
-    lines.add_argument("--test-pos", metavar="FILE",
-                       help="positive test texts")
-    lines.add_argument("--test-neg", metavar="FILE",
-                       help="negative test texts")
-    lines.add_argument(
-        "--test-label-file", metavar="NAME=FILE", type=_label_file,
-        action="append", default=[], help="test texts of label NAME; "
-                                          "repeatable")
-    table = parser.add_argument_group("CSV")
-    table.add_argument("--csv", metavar="FILE",
-                       help="training texts, one row each, with a header row "
-                            "(tab-separated if the name ends in .tsv)")
-    table.add_argument("--test-csv", metavar="FILE",
-                       help="test texts with the same columns")
-    table.add_argument("--text-column", metavar="NAME", default="text",
-                       help="header of the text column (default: %(default)s)")
-    table.add_argument("--label-column", metavar="NAME", default="label",
-                       help="header of the label column "
-                            "(default: %(default)s)")
-    table.add_argument("--delimiter", metavar="CHAR",
-                       help="field delimiter, \\t for tab (default: tab for "
-                            ".tsv, else comma)")
-    split = parser.add_argument_group("test hold-out (no test files given)")
-    split.add_argument(
-        "--test-portion", metavar="P", type=_portion,
-        default=DEFAULT_TEST_PORTION,
-        help="fraction of each label's texts held out as the test split, "
-             "stratified by label (default: %(default)s, the usual 80/20 "
-             "split, which keeps most of a small corpus for training; IMDB's "
-             "own 25k/25k is 0.5)")
-    split.add_argument("--seed", metavar="N", type=int, default=DEFAULT_SEED,
-                       help="seed of the hold-out (numpy default_rng; "
-                            "default: %(default)s)")
-    out = parser.add_argument_group("output")
-    out.add_argument("--out", metavar="DIR", default="data",
-                     help="output folder, created if needed "
-                          "(default: %(default)s)")
-    out.add_argument("--name", default="imdb",
-                     help="file stem of the outputs (default: %(default)s)")
-    out.add_argument("--encoding", metavar="NAME", default="utf-8",
-                     help="encoding of all text input (default: %(default)s)")
-    out.add_argument("--workers", metavar="N", type=_positive_int,
-                     help="tokenizing processes (default: the number of "
-                          "CPUs, %d here)" % (os.cpu_count() or 1))
-    out.add_argument("--quiet", action="store_true",
-                     help="no progress bars and no summary")
+    _add_source_options(parser)
+    _add_label_file_options(parser)
+    _add_csv_options(parser)
+    _add_hold_out_options(parser)
+    _add_output_options(parser)
     return parser
 
 
@@ -1473,10 +857,10 @@ def _read_corpus(args, parser):
         return read_csv_corpus(args.csv, args.text_column, args.label_column,
                                args.test_csv, args.delimiter, args.encoding,
                                args.test_portion, args.seed)
-    source = args.source or os.environ.get("IMDB_SOURCE")
+    source = args.source or os.environ.get(SOURCE_ENV)
     if not source:
         source = os.path.join(args.out, os.path.basename(args.url) or
-                              "aclImdb_v1.tar.gz")
+                              ARCHIVE_NAME)
         if not os.path.exists(source):
             os.makedirs(args.out, exist_ok=True)
             download_archive(source, args.url, progress=not args.quiet)

@@ -32,7 +32,8 @@ from pytensor import config
 
 import imdb
 import imdb_preprocess
-from sentiment import cli, embeddings, evaluate, fused_lstm, predict as predictor, variants
+from sentiment import cli, embeddings, fused_lstm, variants
+from sentiment import evaluate as evaluation, predict as prediction
 from sentiment.config import Config, checkpoint_path
 from sentiment.errors import DataError, report
 from sentiment.files import read_npz
@@ -713,13 +714,13 @@ def predict(texts, model="lstm_model.npz", dictionary=None):
     """Classify raw texts with a saved model: one dict per text (``label``,
     ``name``, ``probability``, ``probs``; see :class:`sentiment.predict.Predictor`,
     which keeps the model loaded for many calls)."""
-    return predictor.Predictor(model, load_model, dictionary).predict(list(texts))
+    return prediction.Predictor(model, load_model, dictionary).predict(list(texts))
 
 
 def evaluate_model(model, dataset=None, split="test"):
     """Accuracy, confusion matrix and accuracy by review length of a saved model
     (or of a list of models, an ensemble): :func:`sentiment.evaluate.evaluate_model`."""
-    return evaluate.evaluate_model(model, load_model, dataset, split)
+    return evaluation.evaluate_model(model, load_model, dataset, split)
 
 
 def print_summary(options, out=None):
@@ -742,9 +743,9 @@ def main(argv=None):
     """``python lstm.py [predict|evaluate] ...``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["predict"]:
-        return predictor.main(argv[1:], load_model)
+        return prediction.main(argv[1:], load_model)
     if argv[:1] == ["evaluate"]:
-        return evaluate.main(argv[1:], load_model)
+        return evaluation.main(argv[1:], load_model)
     try:
         parser, args = cli.parse_options(argv)
     except DataError as exc:

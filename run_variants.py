@@ -17,27 +17,33 @@ embedding size) on the tutorial's set-up with ``--max-epochs 30``. It writes to
   and ``train.log``.
 
 The outputs are rewritten after every run, keeping the runs of earlier (or
-concurrent) invocations in the same ``--out`` (a run trained again replaces its record);
-Ctrl-C stops after the current run's clean stop. ``--seeds 1 2 3`` repeats every run per seed (the tables
-then give mean ± std); with ``--ensemble``, each run's finished seeds are then
-also evaluated as one ensemble (their class probabilities averaged, as
+concurrent) invocations in the same ``--out`` (a run trained again replaces its
+record); Ctrl-C stops after the current run's clean stop. ``--seeds 1 2 3``
+repeats every run per seed (the tables then give mean ± std); with
+``--ensemble``, each run's finished seeds are then also evaluated as one
+ensemble (their class probabilities averaged, as
 ``lstm.py evaluate --model A B C``) on every review of the test split, and the
-result is written to ``ensembles.jsonl``.
+result is written to ``ensembles.jsonl``. What this script shares with
+``compare_optimizers.py`` (run folders, tables, JSON lines) is in
+``sentiment/reporting.py``.
 """
 import argparse
-import contextlib
 import dataclasses
-import json
 import os
 import sys
 import time
 
 import numpy as np
 
-import lstm
-from compare_optimizers import _json_safe, _one_line
-from imdb import DataError
+import lstm  # first: sets PyTensor's flags
+from sentiment.config import DEFAULT_DATASET, PRESET_DIR, Config, read_config_file
+from sentiment.errors import DataError, report
+from sentiment.reporting import (MODEL_FILE, csv_text, format_mean_std, jsonl_text,
+                                 markdown_table, mean_std, open_run_log, read_jsonl,
+                                 run_name, train_run, write_text, write_texts)
+from sentiment.training import StopRequest
 
+PROG = "run_variants.py"
 VARIANT_EPOCHS = dict(max_epochs=30)
 #: name -> (preset, options changed from it)
 RUNS = {
@@ -59,14 +65,10 @@ RUNS = {
 def run_options(name, seed, out_dir, dataset):
     """The Config of run ``name`` for ``seed``, saving under ``out_dir/<run>``."""
     preset, changes = RUNS[name]
-    values = lstm.read_config_file(os.path.join(lstm.PRESET_DIR, preset + ".json"))
+    values = read_config_file(os.path.join(PRESET_DIR, preset + ".json"))
     values.update(changes, seed=seed, dataset=dataset,
-                  saveto=os.path.join(out_dir, run_dir(name, seed), "lstm_model.npz"))
-    return lstm.Config.from_dict(values).validate()
-
-
-def run_dir(name, seed):
-    return "%s-seed%d" % (name, seed)
+                  saveto=os.path.join(out_dir, run_name(name, seed), MODEL_FILE))
+    return Config.from_dict(values).validate()
 
 
 def flags(name):
@@ -79,26 +81,26 @@ def flags(name):
     return " ".join(words)
 
 
+def saved_size(path):
+    """The number of values in the parameters of the model saved at ``path``;
+    None when none was saved (a run that failed before its first validation)."""
+    if not os.path.exists(path):
+        return None
+    with np.load(path, allow_pickle=False) as saved:
+        return int(sum(saved[k].size for k in saved.files
+                       if k not in ("history_errs", "train_err", "valid_err", "test_err")))
+
+
 def train_one(name, seed, args):
+    """Train run ``name`` with ``seed``; return its record for runs.jsonl."""
     options = run_options(name, seed, args.out, args.dataset)
-    folder = os.path.dirname(options.saveto)
-    os.makedirs(folder, exist_ok=True)
     run = dict(name=name, seed=seed, flags=flags(name),
                options=dataclasses.asdict(options), status=None, error=None)
-    with open(os.path.join(folder, "train.log"), "w", encoding="utf-8", buffering=1) as log:
-        try:
-            with contextlib.redirect_stderr(log):
-                result = lstm.train_lstm(options, source=args.source, out=log)
-        except DataError:
-            raise
-        except Exception as exc:  # noqa: BLE001 -- reported, the other runs go on
-            run.update(status="error", error="%s: %s" % (type(exc).__name__, _one_line(exc)))
-            return run
-    with np.load(options.saveto, allow_pickle=False) as saved:
-        n_params = int(sum(saved[k].size for k in saved.files
-                           if k not in ("history_errs", "train_err", "valid_err", "test_err")))
-    run.update(status=result["status"], params=n_params,
-               result={k: v for k, v in result.items() if k != "history_errs"})
+    with open_run_log(options.saveto) as log:
+        status, result, error = train_run(lstm.train_lstm, options, log, source=args.source)
+    run.update(status=status, error=error)
+    if result is not None:
+        run.update(params=saved_size(options.saveto), result=result)
     return run
 
 
@@ -106,52 +108,55 @@ COLUMNS = ["run", "flags", "params", "epochs", "sec/epoch", "train err", "valid 
            "test err", "test reviews", "seeds"]
 
 
+def _row(name, done):
+    """The table's row of run ``name`` from its finished seeds ``done``."""
+    def stat(key, fmt):
+        return format_mean_std(*mean_std(r["result"][key] for r in done), fmt)
+
+    res = done[0]["result"]
+    per_epoch = mean_std(r["result"]["seconds"] / r["result"]["epochs"] for r in done)[0]
+    params = done[0].get("params")
+    return {"run": name, "flags": flags(name),
+            "params": "" if params is None else "{:,}".format(params),
+            "epochs": stat("epochs", "%.0f"),
+            "sec/epoch": format_mean_std(per_epoch, None, "%.1f"),
+            "train err": stat("train_err", "%.3f"), "valid err": stat("valid_err", "%.3f"),
+            "test err": stat("test_err", "%.3f"),
+            "test reviews": str(res["n_test"]) if "n_test" in res else "",
+            "seeds": " ".join(str(r["seed"]) for r in done)}
+
+
 def rows_of(runs):
+    """One row per run name: mean ± std over its finished seeds, or its last error."""
     rows = []
     for name in dict.fromkeys(r["name"] for r in runs):
-        done = [r for r in runs if r["name"] == name and r["status"] in ("ok", "interrupted")]
-        if not done:
+        done = [r for r in runs if r["name"] == name and r["status"] in ("ok", "interrupted")
+                and r.get("result") is not None]
+        if done:
+            rows.append(_row(name, done))
+        else:
             rows.append(dict(run=name, flags=flags(name), error=[r["error"] for r in runs
                                                                 if r["name"] == name][-1]))
-            continue
-
-        def stat(key, fmt):
-            values = np.array([r["result"][key] for r in done], dtype="float64")
-            text = fmt % values.mean()
-            return text + (" ± " + fmt % values.std(ddof=1) if len(values) > 1 else "")
-        res = done[0]["result"]
-        rows.append({"run": name, "flags": flags(name), "params": "{:,}".format(done[0]["params"]),
-                     "epochs": stat("epochs", "%.0f"),
-                     "sec/epoch": "%.1f" % np.mean([r["result"]["seconds"] / r["result"]["epochs"]
-                                                    for r in done]),
-                     "train err": stat("train_err", "%.3f"), "valid err": stat("valid_err", "%.3f"),
-                     "test err": stat("test_err", "%.3f"),
-                     "test reviews": str(res["n_test"]) if "n_test" in res else "",
-                     "seeds": " ".join(str(r["seed"]) for r in done)})
     return rows
 
 
 def markdown(rows):
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    """results.md: the table of :func:`rows_of`, a failed run's error in its third column."""
+    table = []
     for row in rows:
         if "error" in row:
-            lines.append("| %s | `%s` | failed: %s |" % (row["run"], row["flags"], row["error"]))
+            table.append([row["run"], "`%s`" % row["flags"], "failed: %s" % row["error"]])
         else:
-            lines.append("| " + " | ".join(("`%s`" % row[c]) if c == "flags" else row[c]
-                                           for c in COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+            table.append([("`%s`" % row[c]) if c == "flags" else row[c] for c in COLUMNS])
+    return "\n".join(markdown_table(COLUMNS, table)) + "\n"
 
 
 def write_outputs(out_dir, runs):
+    """Rewrite results.md, results.csv and runs.jsonl in ``out_dir``, each atomically."""
     rows = rows_of(runs)
-    texts = {"results.md": markdown(rows),
-             "results.csv": "\n".join([",".join(COLUMNS)] + [",".join(
-                 '"%s"' % row.get(c, "") for c in COLUMNS) for row in rows]) + "\n",
-             "runs.jsonl": "".join(json.dumps(_json_safe(r), sort_keys=True) + "\n"
-                                   for r in runs)}
-    for name, text in texts.items():
-        data = text.encode("utf-8")
-        lstm.atomic_write(os.path.join(out_dir, name), lambda f: f.write(data))
+    write_texts(out_dir, {"results.md": markdown(rows),
+                          "results.csv": csv_text(COLUMNS, rows, quote_all=True),
+                          "runs.jsonl": jsonl_text(runs)})
 
 
 def build_parser():
@@ -163,7 +168,7 @@ def build_parser():
                    help="seeds (each run once per seed)")
     p.add_argument("--out", default=os.path.join("runs", "variants"),
                    help="output folder")
-    p.add_argument("--dataset", default=lstm.DEFAULT_DATASET, help="preprocessed corpus")
+    p.add_argument("--dataset", default=DEFAULT_DATASET, help="preprocessed corpus")
     p.add_argument("--ensemble", action="store_true",
                    help="then evaluate each run's finished seeds as one ensemble (class "
                         "probabilities averaged) on its whole test split: ensembles.jsonl")
@@ -175,11 +180,7 @@ def build_parser():
 
 def earlier_runs(out_dir):
     """The runs recorded in ``out_dir/runs.jsonl`` by an earlier invocation."""
-    path = os.path.join(out_dir, "runs.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [r for r in map(json.loads, f) if r.get("name") in RUNS]
+    return [r for r in read_jsonl(os.path.join(out_dir, "runs.jsonl")) if r.get("name") in RUNS]
 
 
 def merge(runs, run):
@@ -194,10 +195,7 @@ def evaluate_ensembles(args, runs):
     ``args.seeds``; printed, and written to ``args.out/ensembles.jsonl`` in
     place of that run's earlier record (other runs' records are kept)."""
     path = os.path.join(args.out, "ensembles.jsonl")
-    records = []
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            records = [json.loads(line) for line in f]
+    records = read_jsonl(path)
     for name in args.runs:
         done = [r for r in runs if r["name"] == name and r["seed"] in args.seeds
                 and r["status"] == "ok"]
@@ -212,20 +210,19 @@ def evaluate_ensembles(args, runs):
         print("%s: ensemble of seeds %s: test accuracy %.4f (error %.4f) on %d reviews, %d s"
               % (name, " ".join(map(str, result["seeds"])), result["accuracy"],
                  1 - result["accuracy"], result["n"], round(result["seconds"])), flush=True)
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode("utf-8")
-    lstm.atomic_write(path, lambda f: f.write(text))
+    write_text(path, jsonl_text(records))
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     started = time.time()
     os.makedirs(args.out, exist_ok=True)
-    runs = earlier_runs(args.out)  # a run trained again replaces its earlier record
     try:
+        runs = earlier_runs(args.out)  # a run trained again replaces its earlier record
         for seed in args.seeds:
             for name in args.runs:
                 print("%s (seed %d): %s" % (name, seed, flags(name)), flush=True)
-                with lstm.StopRequest() as stop:
+                with StopRequest() as stop:
                     run = train_one(name, seed, args)
                 # Re-read: another invocation (other seeds) may share --out.
                 runs = merge(earlier_runs(args.out), run)
@@ -238,8 +235,7 @@ def main(argv=None):
         if args.ensemble:
             evaluate_ensembles(args, runs)
     except DataError as exc:
-        print("run_variants.py: error: %s" % str(exc).splitlines()[0], file=sys.stderr)
-        return 2
+        return report(PROG, exc)
     print(markdown(rows_of(runs)))
     print("wall time %d s" % round(time.time() - started))
     return 0

@@ -33,8 +33,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import lstm  # noqa: E402  (first: sets the project's PyTensor flags)
-import fused_lstm  # noqa: E402
 import numpy as np  # noqa: E402
+import pytensor  # noqa: E402
+
+from sentiment import fused_lstm  # noqa: E402
+from sentiment.config import LSTM_IMPLS, Config  # noqa: E402
 
 DIM, N_WORDS, YDIM = 128, 10000, 2
 
@@ -63,8 +66,8 @@ class Project:
 
     def __init__(self, impl, params):
         self.name = "project-" + impl
-        options = lstm.Config(dim_proj=DIM, n_words=N_WORDS, ydim=YDIM, use_dropout=False,
-                              lstm_impl=impl)
+        options = Config(dim_proj=DIM, n_words=N_WORDS, ydim=YDIM, use_dropout=False,
+                         lstm_impl=impl)
         start = time.perf_counter()
         self.model = lstm.compile_model(options, {k: v.copy() for k, v in params.items()})
         self.compile_s = time.perf_counter() - start
@@ -174,11 +177,13 @@ def check_agreement(runners, T, B):
         d_prob = float(np.abs(p - probs[0]).max())
         d_param = max(float(np.abs(a[k] - after[0][k]).max()) for k in a)
         report.append(dict(name=r.name, cost=c, max_prob_diff=d_prob, max_param_diff=d_param))
-        ok = abs(c - costs[0]) <= 1e-5 * max(1.0, abs(costs[0])) and d_prob < 1e-5 and d_param < 1e-4
+        ok = (abs(c - costs[0]) <= 1e-5 * max(1.0, abs(costs[0])) and d_prob < 1e-5
+              and d_param < 1e-4)
         print("  %-16s cost %.7f  vs %s: prediction %.1e, parameters after one update %.1e  %s"
               % (r.name, c, ref.name, d_prob, d_param, "ok" if ok else "DIFFERENT"))
         if not ok:
-            raise SystemExit("bench_lstm.py: %s does not compute what %s computes" % (r.name, ref.name))
+            raise SystemExit("bench_lstm.py: %s does not compute what %s computes"
+                             % (r.name, ref.name))
     return report
 
 
@@ -200,12 +205,12 @@ def measure(runners, T, B, repeats, rounds):
             for name, t in times.items()}
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--shapes", nargs="+", type=parse_shape, default=[(100, 16), (400, 64)],
                    metavar="TxB", help="batch shapes: time steps x reviews")
-    p.add_argument("--impls", nargs="+", choices=lstm.LSTM_IMPLS, default=list(lstm.LSTM_IMPLS),
+    p.add_argument("--impls", nargs="+", choices=LSTM_IMPLS, default=list(LSTM_IMPLS),
                    help="the project's LSTM implementations to time")
     p.add_argument("--repeats", type=int, default=24, help="timed calls per measure")
     p.add_argument("--rounds", type=int, default=4,
@@ -217,6 +222,41 @@ def main(argv=None):
                    help="turn off PyTorch's oneDNN (MKL-DNN) kernels, which its nn.LSTM uses "
                         "on CPU by default, to see what they bring")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    return p
+
+
+def bench_shape(T, B, args, gflops):
+    """Check and time every implementation and PyTorch on one shape; its JSON record."""
+    print("\nT=%d, B=%d" % (T, B))
+    params = lstm.init_params(Config(dim_proj=DIM, n_words=N_WORDS, ydim=YDIM),
+                              np.random.default_rng(0))
+    runners = [Project(impl, params) for impl in args.impls] + [Torch(params)]
+    check_agreement(runners, T, B)
+    ms = measure(runners, T, B, args.repeats, args.rounds)
+    bound = 48 * T * B * DIM ** 2 / (gflops * 1e9) * 1000
+    torch_ms = ms["pytorch"]
+    print("  %-16s %10s %10s %14s %14s %10s" % ("", "update ms", "predict ms",
+                                               "update ratio", "predict ratio", "vs bound"))
+    for r in runners:
+        m = ms[r.name]
+        print("  %-16s %10.2f %10.2f %13.2fx %13.2fx %9.2fx"
+              % (r.name, m["update"], m["predict"], torch_ms["update"] / m["update"],
+                 torch_ms["predict"] / m["predict"], m["update"] / bound))
+    print("  (ratio: PyTorch's time / this one's, > 1 = faster than PyTorch; "
+          "vs bound: update time / FLOP bound %.2f ms)" % bound)
+    main_ms = ms["project-" + args.impls[0]]
+    return dict(T=T, B=B, impl=args.impls[0],
+                project_ms=main_ms["update"], pytorch_ms=torch_ms["update"],
+                ratio=torch_ms["update"] / main_ms["update"],
+                project_predict_ms=main_ms["predict"],
+                pytorch_predict_ms=torch_ms["predict"],
+                predict_ratio=torch_ms["predict"] / main_ms["predict"],
+                flop_bound_ms=bound,
+                all_ms=ms)
+
+
+def main(argv=None):
+    p = build_parser()
     args = p.parse_args(argv)
     try:
         import torch
@@ -229,43 +269,17 @@ def main(argv=None):
     gflops = gemm_gflops()
     print("PyTensor %s (mode %s, OPENBLAS_NUM_THREADS=%s), PyTorch %s with %d threads, "
           "oneDNN %s, NumPy GEMM %.0f GFLOP/s"
-          % (lstm.pytensor.__version__, lstm.Config().mode,
+          % (pytensor.__version__, Config().mode,
              os.environ.get("OPENBLAS_NUM_THREADS", "unset"), torch.__version__,
              torch.get_num_threads(), "on" if torch.backends.mkldnn.enabled else "off", gflops))
     print("Fused LSTM's per-step GEMM: %s" % fused_lstm.gemm_kernel)
-    shapes, bounds = [], {}
-    for T, B in args.shapes:
-        print("\nT=%d, B=%d" % (T, B))
-        params = lstm.init_params(lstm.Config(dim_proj=DIM, n_words=N_WORDS, ydim=YDIM),
-                                  np.random.default_rng(0))
-        runners = [Project(impl, params) for impl in args.impls] + [Torch(params)]
-        check_agreement(runners, T, B)
-        ms = measure(runners, T, B, args.repeats, args.rounds)
-        bound = 48 * T * B * DIM ** 2 / (gflops * 1e9) * 1000
-        bounds["%dx%d" % (T, B)] = bound
-        torch_ms = ms["pytorch"]
-        print("  %-16s %10s %10s %14s %14s %10s" % ("", "update ms", "predict ms",
-                                                   "update ratio", "predict ratio", "vs bound"))
-        for r in runners:
-            m = ms[r.name]
-            print("  %-16s %10.2f %10.2f %13.2fx %13.2fx %9.2fx"
-                  % (r.name, m["update"], m["predict"], torch_ms["update"] / m["update"],
-                     torch_ms["predict"] / m["predict"], m["update"] / bound))
-        print("  (ratio: PyTorch's time / this one's, > 1 = faster than PyTorch; "
-              "vs bound: update time / FLOP bound %.2f ms)" % bound)
-        main_impl = "project-" + args.impls[0]
-        shapes.append(dict(T=T, B=B, impl=args.impls[0],
-                           project_ms=ms[main_impl]["update"], pytorch_ms=torch_ms["update"],
-                           ratio=torch_ms["update"] / ms[main_impl]["update"],
-                           project_predict_ms=ms[main_impl]["predict"],
-                           pytorch_predict_ms=torch_ms["predict"],
-                           predict_ratio=torch_ms["predict"] / ms[main_impl]["predict"],
-                           flop_bound_ms=bound,
-                           all_ms=ms))
+    shapes = [bench_shape(T, B, args, gflops) for T, B in args.shapes]
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(shapes=shapes, flop_bound_ms=bounds, gemm_gflops=gflops,
-                           torch_threads=torch.get_num_threads(),
+            json.dump(dict(shapes=shapes,
+                           flop_bound_ms={"%dx%d" % (s["T"], s["B"]): s["flop_bound_ms"]
+                                          for s in shapes},
+                           gemm_gflops=gflops, torch_threads=torch.get_num_threads(),
                            torch_onednn=bool(torch.backends.mkldnn.enabled),
                            fused_gemm=fused_lstm.gemm_kernel,
                            openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS")), f, indent=2)

@@ -29,10 +29,11 @@ ROOT = os.path.dirname(HERE)
 def child(mode, T, B, repeats):
     """Measure one mode in this process; print one JSON line."""
     sys.path.insert(0, ROOT)
+    import lstm  # first: sets the project's PyTensor flags
     import numpy as np
-    import lstm
+    from sentiment.config import Config
 
-    options = lstm.Config(mode=mode, ydim=2)
+    options = Config(mode=mode, ydim=2)
     rngs = lstm.make_rngs(0)
     start = time.perf_counter()
     params = lstm.init_params(options, rngs["init"])

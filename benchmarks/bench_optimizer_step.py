@@ -1,12 +1,13 @@
-"""The fused Adam step (``lstm.adam``) against the same rule as a PyTensor graph.
+"""The fused Adam step (``sentiment.optimizers.adam``) against the same rule in PyTensor.
 
 Builds a model's parameters (``--preset``, default ``full``: Adam, 20.9 M
-parameters, 16.8 M of them the bigram table), gives them one random gradient, and times, in rounds that
-alternate between the two, ``f_update`` of ``lstm.adam`` (one
-``fused_lstm.FusedStep`` pass per parameter) and of the same rule written as
-PyTensor element-wise expressions (PyTensor's C loop: what ``lstm.adam`` was
-before the fused step). It first checks that both give the same parameters
-after one step, then prints medians and their ratio.
+parameters, 16.8 M of them the bigram table), gives them one random gradient,
+and times, in rounds that alternate between the two, ``f_update`` of
+``sentiment.optimizers.adam`` (one ``sentiment.fused_lstm.FusedStep`` pass per
+parameter) and of the same rule written as PyTensor element-wise expressions
+(PyTensor's C loop: what ``adam`` was before the fused step). It first checks
+that both give the same parameters after one step, then prints medians and
+their ratio.
 
     python benchmarks/bench_optimizer_step.py
     python benchmarks/bench_optimizer_step.py --bigram-buckets 0    # without the bigrams
@@ -26,11 +27,14 @@ import numpy as np  # noqa: E402
 import pytensor  # noqa: E402
 import pytensor.tensor as pt  # noqa: E402
 
+from sentiment.config import PRESET_DIR, Config, read_config_file  # noqa: E402
+from sentiment.optimizers import adam, zeros_like_params  # noqa: E402
+
 
 def graph_adam(lr, tparams, grads, beta1=0.9, beta2=0.999, epsilon=1e-8):
     """``f_update`` of Adam as element-wise PyTensor expressions."""
-    m = lstm._zeros_like_params(tparams, "graph_m")
-    v = lstm._zeros_like_params(tparams, "graph_v")
+    m = zeros_like_params(tparams, "graph_m")
+    v = zeros_like_params(tparams, "graph_v")
     t = pytensor.shared(lstm.numpy_floatX(0.0), name="graph_t")
     t_new = t + 1.0
     fix1 = 1.0 - pt.constant(lstm.numpy_floatX(beta1)) ** t_new
@@ -51,10 +55,10 @@ def main(argv=None):
                         help="the bigram table's rows (default: the preset's; 0: none)")
     parser.add_argument("--repeats", type=int, default=30, help="timed steps of each")
     args = parser.parse_args(argv)
-    values = lstm.read_config_file(os.path.join(ROOT, "presets", args.preset + ".json"))
+    values = read_config_file(os.path.join(PRESET_DIR, args.preset + ".json"))
     if args.bigram_buckets is not None:
         values["bigram_buckets"] = args.bigram_buckets
-    options = lstm.Config.from_dict(dict(values, ydim=2, optimizer="adam", weight_decay=0.0))
+    options = Config.from_dict(dict(values, ydim=2, optimizer="adam", weight_decay=0.0))
     rng = np.random.default_rng(0)
     params = lstm.init_params(options, rng)
     copies = [lstm.init_tparams(params), lstm.init_tparams(params)]
@@ -62,8 +66,8 @@ def main(argv=None):
                                for k, v in params.items()})
     lr = pt.scalar("lr", dtype=pytensor.config.floatX)
     x = pt.scalar("unused")
-    f_grad_shared, fused, _ = lstm.adam(lr, copies[0], list(grads.values()), [x], x)
-    f_grad_shared(0.0)  # stores the gradients where lstm.adam's f_update reads them
+    f_grad_shared, fused, _ = adam(lr, copies[0], list(grads.values()), [x], x)
+    f_grad_shared(0.0)  # stores the gradients where adam's f_update reads them
     graph = graph_adam(lr, copies[1], list(grads.values()))
     step = np.float32(0.001)
     fused(step)

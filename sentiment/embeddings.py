@@ -5,7 +5,7 @@ Reads word2vec / fastText ``.vec`` text (a ``count dim`` header line, then
 (recognised by the magic bytes, not the extension).  Files are streamed
 and only dictionary words' vectors are kept, so a 2-million-word fastText
 file needs little memory.  Every problem with a file is a one-line
-:class:`imdb.DataError` that names the file.
+:class:`~sentiment.errors.DataError` that names the file.
 """
 
 import gzip
@@ -14,7 +14,7 @@ import zlib
 
 import numpy
 
-from imdb import DataError
+from sentiment.errors import DataError, one_line
 
 __all__ = ["load_vectors", "apply_vectors", "describe"]
 
@@ -60,8 +60,7 @@ def _lines(path):
                 yield number, text
         except (OSError, EOFError, zlib.error) as exc:
             problem = "corrupt or truncated gzip file" if zipped else "cannot read"
-            detail = " ".join(str(exc).split())
-            raise DataError(f"{path}: {problem} after line {number} ({detail})") from None
+            raise DataError(f"{path}: {problem} after line {number} ({one_line(exc)})") from None
 
 
 def _split(text, fields, dim):
@@ -92,6 +91,70 @@ def _parse(path, number, values, dim):
         bad = values[int(numpy.argmin(finite))]
         raise DataError(f"{path}: line {number}: {_show(bad)} is not a finite number")
     return vector
+
+
+def _header_format(path, number, fields, dim):
+    """The format told by the first non-blank line: ``"word2vec"`` if it is a
+    ``count dim`` header (of the model's `dim`), else ``"glove"``."""
+    if len(fields) == 2 and all(_is_number(f, int) for f in fields):
+        declared = int(fields[1])
+        if declared != dim:
+            raise DataError(
+                f"{path}: line {number} declares dimension {declared}, the model's"
+                f" embedding dimension is {dim} (use --dim-emb {declared})")
+        return "word2vec"
+    return "glove"
+
+
+def _count_error(path, number, count, dim, file_words, fmt):
+    """The error for vector line `number` (the `file_words`-th) holding `count`
+    values instead of `dim`."""
+    if file_words == 1 and fmt == "glove":
+        return DataError(
+            f"{path}: the vectors have dimension {count}, the model's embedding"
+            f" dimension is {dim} (use --dim-emb {count})")
+    reason = "the header declares" if file_words == 1 else "the file's first vector has"
+    return DataError(f"{path}: line {number} has {_values(count)}, expected {dim}"
+                     f" ({reason} {dim})")
+
+
+def _scan(path, wanted, dim):
+    """Read the file, keeping the vectors of the `wanted` words (word -> id).
+
+    Returns
+    -------
+    exact, folded : dict of int to numpy.ndarray
+        Id -> vector, from exact matches and from lower-cased matches of ids
+        with no exact match.
+    fmt : str or None
+        ``"word2vec"`` or ``"glove"``; None for a blank file.
+    file_words : int
+        Vector lines read.
+    """
+    exact, folded = {}, {}
+    fmt, file_words = None, 0
+    for number, text in _lines(path):
+        fields = text.split()
+        if not fields:
+            continue
+        if fmt is None:
+            fmt = _header_format(path, number, fields, dim)
+            if fmt == "word2vec":
+                continue
+        file_words += 1
+        word, values = _split(text, fields, dim)
+        if word is None:
+            raise _count_error(path, number, values, dim, file_words, fmt)
+        i = wanted.get(word)
+        if i is not None:
+            if i not in exact:
+                exact[i] = _parse(path, number, values, dim)
+                folded.pop(i, None)
+            continue
+        i = wanted.get(word.lower())
+        if i is not None and i not in exact and i not in folded:
+            folded[i] = _parse(path, number, values, dim)
+    return exact, folded, fmt, file_words
 
 
 def load_vectors(path, word_to_id, n_words, dim):
@@ -142,40 +205,7 @@ def load_vectors(path, word_to_id, n_words, dim):
     if dim < 1:
         raise ValueError(f"load_vectors: dim must be positive, not {dim}")
     wanted = {word: i for word, i in word_to_id.items() if 2 <= i < n_words}
-    exact, folded = {}, {}  # id -> vector, from exact and lower-cased matches
-    fmt, file_words = None, 0
-    for number, text in _lines(path):
-        fields = text.split()
-        if not fields:
-            continue
-        if fmt is None:
-            fmt = "glove"
-            if len(fields) == 2 and all(_is_number(f, int) for f in fields):
-                fmt, declared = "word2vec", int(fields[1])
-                if declared != dim:
-                    raise DataError(
-                        f"{path}: line {number} declares dimension {declared}, the model's"
-                        f" embedding dimension is {dim} (use --dim-emb {declared})")
-                continue
-        file_words += 1
-        word, values = _split(text, fields, dim)
-        if word is None:
-            if file_words == 1 and fmt == "glove":
-                raise DataError(
-                    f"{path}: the vectors have dimension {values}, the model's embedding"
-                    f" dimension is {dim} (use --dim-emb {values})")
-            reason = "the header declares" if file_words == 1 else "the file's first vector has"
-            raise DataError(f"{path}: line {number} has {_values(values)}, expected {dim}"
-                            f" ({reason} {dim})")
-        i = wanted.get(word)
-        if i is not None:
-            if i not in exact:
-                exact[i] = _parse(path, number, values, dim)
-                folded.pop(i, None)
-            continue
-        i = wanted.get(word.lower())
-        if i is not None and i not in exact and i not in folded:
-            folded[i] = _parse(path, number, values, dim)
+    exact, folded, fmt, file_words = _scan(path, wanted, dim)
     if fmt is None:
         raise DataError(f"{path}: empty file")
     if file_words == 0:

@@ -143,6 +143,8 @@ class Trainer:
                         print("Training interupted", file=self.out)
                         return "interrupted"
                     status = self.train_step(batches[self.pos])
+                    if status == "early_stop":  # as the tutorial: "Seen" follows "Early Stop!"
+                        print("Seen %d samples" % self.n_samples, file=self.out)
                     if status != "ok":
                         return status
                 print("Seen %d samples" % self.n_samples, file=self.out)
@@ -174,7 +176,7 @@ class Trainer:
         if self.uidx % o.dispFreq == 0:
             print("Epoch ", self.eidx, "Update ", self.uidx, "Cost ", cost, file=self.out)
         if o.saveto and self.uidx % self.saveFreq == 0:
-            print("Saving...", end=" ", file=self.out)
+            print("Saving...", file=self.out)
             save_model(o.saveto, self.best_params(), self.history_errs, o)
             print("Done", file=self.out)
         status = "ok"

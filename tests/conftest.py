@@ -1,4 +1,5 @@
 """Shared test helpers: small corpora the tests write themselves."""
+import gzip
 import os
 import pickle
 import sys
@@ -10,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import lstm  # noqa: E402,F401  (first: sets the project's PyTensor flags, e.g. mode=CVM)
+import sentiment.pytensor_flags  # noqa: E402,F401  (first: the project's PyTensor flags, e.g. mode=CVM)
 
 REAL_ARCHIVE = os.environ.get("IMDB_SOURCE") or os.path.join(
     ROOT, "..", "shared", "data", "aclImdb_v1_labeled.tar.gz")
@@ -74,6 +75,24 @@ def write_raw_corpus(root, n_train, n_test, seed=0):
                 text = " ".join(rng.choice(words + ["the", "film", "was"], size=8))
                 (folder / ("%d_5.txt" % i)).write_text(text + ".")
     return root / "aclImdb"
+
+
+def write_pickles(path, objects, protocol=2):
+    """Pickle `objects` one after the other into `path` (gzip if .gz)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as stream:
+        for obj in objects:
+            pickle.dump(obj, stream, protocol=protocol)
+    return str(path)
+
+
+def assert_one_line_naming(err, path):
+    """The message of the DataError `err` (a pytest ExceptionInfo): one line
+    that names `path`."""
+    message = str(err.value)
+    assert "\n" not in message
+    assert str(path) in message
+    return message
 
 
 @pytest.fixture

@@ -12,9 +12,14 @@ import pytest
 
 import compare_optimizers as co
 import lstm
+from sentiment.cli import build_parser
+from sentiment.config import TUTORIAL_OPTIMIZERS, Config
+from sentiment.modelfile import load_options, params_digest
+from sentiment.training import Trainer
 
 from conftest import synthetic_corpus, write_corpus
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"  # the signature every PNG file starts with
 # A small model: 380 training reviews / 16 = 24 updates an epoch, 48 in all.
 SMALL = ["--dim-proj", "8", "--n-words", "60", "--max-epochs", "2", "--valid-freq", "5",
          "--test-size", "0"]
@@ -43,7 +48,7 @@ def png_size(path):
     """(width, height) of a PNG file, checking its signature and header chunk."""
     with open(path, "rb") as f:
         head = f.read(24)
-    assert head[:8] == co.PNG_MAGIC
+    assert head[:8] == PNG_MAGIC
     assert head[12:16] == b"IHDR"
     return struct.unpack(">II", head[16:24])
 
@@ -52,33 +57,36 @@ def png_size(path):
 def comparison(tmp_path_factory):
     """One real comparison (3 optimizers x 2 seeds), recording each epoch's order.
 
-    ``lstm.get_minibatches_idx`` is wrapped, not replaced: the order recorded for
-    a run is the one its Trainer received and trained on.
+    ``Trainer.train_step`` is wrapped, not replaced: the order recorded for an
+    epoch of a run is that of the minibatches its Trainer trained on.
     """
     tmp = tmp_path_factory.mktemp("compare")
     train, test = synthetic_corpus(n_train=400, n_test=100)
     corpus = write_corpus(tmp / "imdb.pkl", train, test)
     out = tmp / "out"
-    orders, current = {}, {}
-    real_train, real_batches = lstm.train_lstm, lstm.get_minibatches_idx
+    batches, current = {}, {}
+    real_train, real_step = lstm.train_lstm, Trainer.train_step
 
     def train(options, **kwargs):
         current["run"] = (options.optimizer, options.seed)
-        orders[current["run"]] = []
+        batches[current["run"]] = []
         return real_train(options, **kwargs)
 
-    def batches(n, size, shuffle=False, rng=None):
-        result = real_batches(n, size, shuffle=shuffle, rng=rng)
-        if shuffle:
-            orders[current["run"]].append(np.concatenate([b for _, b in result]))
-        return result
+    def train_step(self, train_index):
+        epochs = batches[current["run"]]
+        while len(epochs) <= self.eidx:  # the first minibatch of an epoch
+            epochs.append([])
+        epochs[self.eidx].append(np.array(train_index))
+        return real_step(self, train_index)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(lstm, "train_lstm", train)
-        mp.setattr(lstm, "get_minibatches_idx", batches)
+        mp.setattr(Trainer, "train_step", train_step)
         code, err = run_main(["--dataset", corpus, "--out", str(out),
                               "--optimizers", "adadelta", "rmsprop", "sgd", "--seeds", "1", "2",
                               "--lrate", "0.1", "--save-freq", "-1", *SMALL])
+    orders = {run: [np.concatenate(epoch) for epoch in epochs]
+              for run, epochs in batches.items()}
     return dict(code=code, err=err, out=str(out), orders=orders)
 
 
@@ -91,8 +99,8 @@ def test_runs_of_a_seed_start_from_the_same_parameters(comparison):
     assert len(digests[1]) == 1 and len(digests[2]) == 1, digests
     assert digests[1] != digests[2]
     # The digest is that of the seed's own initial parameters.
-    options = lstm.Config(dim_proj=8, n_words=60, ydim=2)
-    expected = lstm.params_digest(lstm.init_params(options, lstm.make_rngs(1)["init"]))
+    options = Config(dim_proj=8, n_words=60, ydim=2)
+    expected = params_digest(lstm.init_params(options, lstm.make_rngs(1)["init"]))
     assert digests[1] == {expected}
 
 
@@ -101,7 +109,7 @@ def test_runs_of_a_seed_see_the_same_minibatch_order(comparison):
     n_train = 380  # 400 reviews less 5 % held out for validation
     for seed in (1, 2):
         ref = orders[("adadelta", seed)]
-        assert len(ref) == 2  # one shuffle an epoch
+        assert len(ref) == 2  # two epochs, each its own shuffle
         for order in ref:
             assert sorted(order.tolist()) == list(range(n_train))
         assert not np.array_equal(ref[0], ref[1])
@@ -167,7 +175,7 @@ def test_training_flags_pass_through_to_every_run(comparison):
     out = comparison["out"]
     for r in read_runs(out):
         folder = os.path.join(out, co.run_name(r["optimizer"], r["seed"]))
-        options = lstm.load_options(os.path.join(folder, "lstm_model.json"))
+        options = load_options(os.path.join(folder, "lstm_model.json"))
         assert (options.dim_proj, options.n_words, options.max_epochs, options.validFreq,
                 options.test_size, options.saveFreq, options.lrate) == (8, 60, 2, 5, 0, -1, 0.1)
         assert (options.optimizer, options.seed) == (r["optimizer"], r["seed"])
@@ -265,7 +273,7 @@ def test_training_flags_are_parsed_into_the_common_options(tmp_path):
     args, base = co.parse_args([])
     assert args.optimizers == ["adadelta", "rmsprop", "sgd"] and args.seeds == [123, 124, 125]
     assert args.out == os.path.join("runs", "compare")
-    assert base.max_epochs == lstm.Config().max_epochs and base.dim_proj == 128
+    assert base.max_epochs == Config().max_epochs and base.dim_proj == 128
 
 
 @pytest.mark.parametrize("argv,hint", [
@@ -295,7 +303,7 @@ def test_help_documents_every_flag(capsys):
     for flag in ("--optimizers", "--seeds", "--max-epochs", "--out"):
         assert flag in text
     rejected = {"--optimizer", "--seed", "--saveto", "--resume", "--summary"}
-    for action in lstm.build_parser()._actions:
+    for action in build_parser()._actions:
         for flag in action.option_strings:
             found = re.search(r"(^|\s|,)%s(\s|,|=|$)" % re.escape(flag), text, re.M)
             assert bool(found) == (flag not in rejected), flag
@@ -317,7 +325,7 @@ def test_a_preset_sets_the_common_options(tmp_path):
     args, base = co.parse_args(["--preset", "keras-imdb", "--out", str(tmp_path),
                                 "--batch-size", "32"])
     assert (base.pad_to, base.dim_emb, base.pooling, base.batch_size) == (500, 32, "last", 32)
-    assert args.optimizers == list(lstm.TUTORIAL_OPTIMIZERS)  # the preset's adam is one run's
+    assert args.optimizers == list(TUTORIAL_OPTIMIZERS)  # the preset's adam is one run's
     assert base.saveto == ""
 
 

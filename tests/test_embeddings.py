@@ -1,11 +1,11 @@
-"""Tests of embeddings.py: reading word2vec / GloVe text vectors into Wemb."""
+"""Tests of sentiment/embeddings.py: reading word2vec / GloVe text vectors into Wemb."""
 import gzip
 
 import numpy as np
 import pytest
 
-import embeddings
-from imdb import DataError
+from sentiment import embeddings
+from sentiment.errors import DataError
 
 DIM = 3
 # n_words = 6: ids 2..5 are wanted; "beyond" (id 6) is outside the vocabulary.

@@ -1,11 +1,10 @@
-"""Tests of imdb.py: minibatches, safe loading, splitting, building."""
+"""Tests of imdb.py: minibatches, safe loading, splitting."""
 
 import copyreg
 import gzip
 import os
 import pickle
 import sys
-import types
 
 import numpy
 import pytest
@@ -13,21 +12,13 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import imdb  # noqa: E402
-from imdb import DataError  # noqa: E402
+from conftest import assert_one_line_naming, write_pickles  # noqa: E402
+from sentiment.errors import DataError  # noqa: E402
 
 
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-def write_pickles(path, objects, protocol=2):
-    """Pickle `objects` one after the other into `path` (gzip if .gz)."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as stream:
-        for obj in objects:
-            pickle.dump(obj, stream, protocol=protocol)
-    return str(path)
 
 
 def write_bytes(path, data):
@@ -81,13 +72,6 @@ def reference_prepare_data(seqs, labels, maxlen=None, dtype="float64"):
         x[:lengths[idx], idx] = s
         x_mask[:lengths[idx], idx] = 1.
     return x, x_mask, labels
-
-
-def assert_one_line_naming(err, path):
-    message = str(err.value)
-    assert "\n" not in message
-    assert str(path) in message
-    return message
 
 
 # ---------------------------------------------------------------------------
@@ -230,6 +214,15 @@ def test_load_data_remove_unk(tmp_path):
     assert te[0] == [[9, 1, 1]]
     # The file's data is left as it was.
     assert imdb.load_dataset_file(path)[1][0] == [[9, 10, 100000]]
+
+
+def test_remove_unk_returns_new_lists():
+    reviews = [[2, 3], [9, 10, 11], [], (4, 12)]
+    out = imdb.remove_unk(reviews, 10)
+    assert out == [[2, 3], [9, 1, 1], [], [4, 1]]
+    assert all(type(r) is list for r in out)
+    assert out[0] is not reviews[0]
+    assert reviews == [[2, 3], [9, 10, 11], [], (4, 12)]
 
 
 def test_load_data_sort_by_len_is_a_stable_sort_of_the_shuffled_order(corpus):
@@ -694,124 +687,15 @@ def test_dict_path_for_prefers_existing_uncompressed(tmp_path):
     assert imdb.dict_path_for(dataset) == str(compressed)
 
 
-# ---------------------------------------------------------------------------
-# ensure_dataset
-# ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def preprocess(monkeypatch):
-    """Fake imdb_preprocess.build_dataset / download_archive, recording calls.
-
-    The real module is patched when it imports; otherwise a stand-in module
-    takes its place, so these tests do not depend on it.
-    """
-    try:
-        import imdb_preprocess as module
-    except Exception:  # not written yet, or being edited
-        module = types.ModuleType("imdb_preprocess")
-        monkeypatch.setitem(sys.modules, "imdb_preprocess", module)
-    calls = []
-
-    def build_dataset(source, out_dir, name):
-        calls.append(("build", str(source), out_dir, name))
-        write_pickles(os.path.join(out_dir, name + ".pkl"),
-                      [([[2]], [0]), ([[3]], [1])])
-        write_pickles(os.path.join(out_dir, name + ".dict.pkl.gz"),
-                      [{"the": 2}])
-
-    def download_archive(dest):
-        calls.append(("download", str(dest)))
-        with open(dest, "wb") as stream:
-            stream.write(b"archive")
-        return dest
-
-    monkeypatch.setattr(module, "build_dataset", build_dataset,
-                        raising=False)
-    monkeypatch.setattr(module, "download_archive", download_archive,
-                        raising=False)
-    monkeypatch.delenv("IMDB_SOURCE", raising=False)
-    return calls
-
-
-def test_ensure_dataset_existing_file_is_returned(tmp_path, preprocess):
-    path = write_pickles(tmp_path / "imdb.pkl", [([[2]], [0]), ([[3]], [1])])
-    assert imdb.ensure_dataset(path, download=False) == path
-    assert preprocess == []
-
-
-@pytest.mark.parametrize("available", [
-    ["argument", "env", "local", "download"],
-    ["env", "local", "download"],
-    ["local", "download"],
-    ["download"],
+@pytest.mark.parametrize("dataset, expected", [
+    ("data/imdb.pkl", "data/imdb.labels.json"),
+    ("foo.pkl.gz", "foo.labels.json"),
+    ("a/b/corpus.pkl", "a/b/corpus.labels.json"),
+    ("noext", "noext.labels.json"),
 ])
-def test_ensure_dataset_source_precedence(tmp_path, monkeypatch, preprocess,
-                                          capsys, available):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    path = str(data_dir / "imdb.pkl")
-    argument_source = tmp_path / "given.tar.gz"
-    env_source = tmp_path / "env_dir"
-    local = data_dir / "aclImdb_v1.tar.gz"
-    argument_source.write_bytes(b"x")
-    env_source.mkdir()
-    if "env" in available:
-        monkeypatch.setenv("IMDB_SOURCE", str(env_source))
-    if "local" in available:
-        local.write_bytes(b"x")
-    source = argument_source if "argument" in available else None
-
-    assert imdb.ensure_dataset(path, source=source) == path
-
-    expected_source = {"argument": argument_source, "env": env_source,
-                       "local": local, "download": local}[available[0]]
-    expected = [("build", str(expected_source), str(data_dir), "imdb")]
-    if available[0] == "download":
-        expected.insert(0, ("download", str(local)))
-    assert preprocess == expected
-    out = capsys.readouterr().out
-    assert f"{path} not found: building it from {expected_source}" in out
-    assert imdb.load_dataset_file(path)[1] == ([[3]], [1])
-
-
-def test_ensure_dataset_name_from_path(tmp_path, preprocess):
-    path = str(tmp_path / "small.pkl")
-    source = tmp_path / "src"
-    source.mkdir()
-    imdb.ensure_dataset(path, source=source)
-    assert preprocess == [("build", str(source), str(tmp_path), "small")]
-
-
-def test_ensure_dataset_without_download(tmp_path, preprocess):
-    path = tmp_path / "data" / "imdb.pkl"
-    with pytest.raises(DataError) as err:
-        imdb.ensure_dataset(path, download=False)
-    message = assert_one_line_naming(err, path)
-    assert "download=False" in message and "IMDB_SOURCE" in message
-    assert preprocess == []
-
-
-def test_ensure_dataset_missing_sources(tmp_path, monkeypatch, preprocess):
-    path = tmp_path / "imdb.pkl"
-    missing = tmp_path / "x" / "y"
-    with pytest.raises(DataError) as err:
-        imdb.ensure_dataset(path, source=missing)
-    assert str(err.value) == f"source={missing}: no such file or folder"
-    monkeypatch.setenv("IMDB_SOURCE", str(missing))
-    with pytest.raises(DataError) as err:
-        imdb.ensure_dataset(path)
-    assert str(err.value) == f"IMDB_SOURCE={missing}: no such file or folder"
-    assert preprocess == []
-
-
-def test_ensure_dataset_build_not_producing_the_file(tmp_path, preprocess):
-    path = tmp_path / "imdb.pkl.gz"  # build_dataset writes imdb.pkl
-    source = tmp_path / "src"
-    source.mkdir()
-    with pytest.raises(DataError) as err:
-        imdb.ensure_dataset(path, source=source)
-    assert "still missing" in assert_one_line_naming(err, path)
+def test_labels_path_for(dataset, expected):
+    assert imdb.labels_path_for(dataset) == expected
+    assert imdb.labels_path_for(os.path.join(".", dataset)) == os.path.join(".", expected)
 
 
 def test_importing_imdb_does_not_import_pytensor():
@@ -823,6 +707,21 @@ def test_importing_imdb_does_not_import_pytensor():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("module", ["imdb", "imdb_preprocess", "sentiment.corpus",
+                                    "sentiment.pickles", "sentiment.embeddings",
+                                    "sentiment.moses"])
+def test_importing_a_data_module_does_no_work(module):
+    """No tokenizer built, no PyTensor, no model code, nothing read at import."""
+    import subprocess
+    code = ("import sys; sys.path.insert(0, %r); import %s; "
+            "print(*(name in sys.modules for name in "
+            "('pytensor', 'sacremoses', 'lstm')))"
+            % (os.path.dirname(os.path.abspath(imdb.__file__)), module))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]
 
 
 @pytest.mark.parametrize("n, valid_portion, block", [(1000, 0.05, 100), (1000, 0.1, 30),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import lstm
+import sentiment.config
 import pytensor
 import pytensor.tensor as pt
 from pytensor import config
@@ -89,7 +90,7 @@ def test_lstm_layer_matches_numpy_step_by_step(lengths, rng):
         np.testing.assert_array_equal(got[n:, j], np.repeat(got[n - 1:n, j], T - n, 0))
 
 
-@pytest.mark.parametrize("impl", lstm.LSTM_IMPLS)
+@pytest.mark.parametrize("impl", sentiment.config.LSTM_IMPLS)
 def test_mean_pool_uses_only_unmasked_steps(rng, impl):
     h = pt.tensor3("h", dtype=config.floatX)
     mask = pt.matrix("mask", dtype=config.floatX)
@@ -262,7 +263,7 @@ def test_short_training_learns(tmp_path, optimizer, lrate, epochs, capsys):
                 "train_err", "valid_err", "test_err"} <= keys
         assert float(saved["test_err"]) == pytest.approx(result["test_err"])
         assert saved["history_errs"].shape == (epochs, 2)
-    options_path, log_path = lstm.model_paths(opts.saveto)
+    options_path, log_path = sentiment.config.model_paths(opts.saveto)
     reloaded = lstm.load_options(options_path)
     assert reloaded == dataclasses.replace(opts, ydim=2)
     records = [json.loads(line) for line in open(log_path)]

@@ -1,4 +1,5 @@
-"""Tests of imdb_preprocess.py: tokenizing, dictionary, corpora, CLI."""
+"""Tests of imdb_preprocess.py (tokenizing, dictionary, building, CLI) and of the
+raw-corpus readers of sentiment.corpus."""
 
 import gzip
 import json
@@ -12,10 +13,16 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import imdb  # noqa: E402
 import imdb_preprocess as prep  # noqa: E402
-from imdb import DataError  # noqa: E402
+from sentiment import moses  # noqa: E402
+from sentiment.corpus import (hold_out, label_ids, natural_key,  # noqa: E402
+                              read_csv_corpus, read_folder_corpus, read_label_files)
+from sentiment.errors import DataError  # noqa: E402
+from sentiment.files import atomic_write  # noqa: E402
 
-from conftest import REAL_ARCHIVE  # noqa: E402  (../shared/data beside the checkout)
+from conftest import (REAL_ARCHIVE,  # noqa: E402  (../shared/data beside the checkout)
+                      assert_one_line_naming, write_pickles)
 
 # Reviews of the tiny aclImdb-layout corpus: (split, label, file, text).
 REVIEWS = [
@@ -132,9 +139,9 @@ def test_tokenize(text, words):
 
 def test_tokenize_reuses_one_tokenizer():
     prep.tokenize("warm up")
-    moses = prep._TOKENIZER
+    built = moses._TOKENIZER
     prep.tokenize("again")
-    assert moses is not None and prep._TOKENIZER is moses
+    assert built is not None and moses._TOKENIZER is built
 
 
 @pytest.mark.parametrize("text", [
@@ -207,7 +214,7 @@ def test_encode_unknown_is_one():
 def expected_dataset():
     """What the tiny corpus must give, computed from the public API."""
     def texts(split, label):
-        found = [(prep.natural_key(name), text)
+        found = [(natural_key(name), text)
                  for s, lab, name, text in REVIEWS
                  if (s, lab) == (split, label)]
         return [text for _, text in sorted(found)]
@@ -319,7 +326,7 @@ def test_failed_write_keeps_old_file(tmp_path):
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):
-        prep.atomic_write(str(path), boom)
+        atomic_write(str(path), boom)
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.bin"]
 
@@ -332,7 +339,6 @@ def test_name_sets_file_stem(tmp_path, acl):
 
 
 def test_loads_with_imdb_reader(tmp_path, acl):
-    import imdb
     if not hasattr(imdb, "load_dataset_file"):
         pytest.skip("imdb.load_dataset_file not available")
     pkl_path, _ = prep.build_dataset(acl, tmp_path, workers=1, progress=False)
@@ -410,7 +416,7 @@ def test_custom_folder_labels(tmp_path, names, mapping, json_file):
                                              progress=False)
     (train_x, train_y), (_, test_y), dictionary = read_outputs(pkl_path,
                                                                dict_path)
-    assert prep.label_ids(names) == mapping
+    assert label_ids(names) == mapping
     if names == ["pos", "neg"]:
         order = [1, 1, 0, 0]                 # pos first, as the tutorial
     else:
@@ -421,6 +427,7 @@ def test_custom_folder_labels(tmp_path, names, mapping, json_file):
     by_id = {v: k for k, v in mapping.items()}
     assert all(inverse[x[0]] == by_id[y] for x, y in zip(train_x, train_y))
     labels_json = out / "imdb.labels.json"
+    assert imdb.labels_path_for(pkl_path) == str(labels_json)  # where readers look
     assert labels_json.exists() == json_file
     if json_file:
         assert json.loads(labels_json.read_text("utf-8")) == mapping
@@ -428,7 +435,7 @@ def test_custom_folder_labels(tmp_path, names, mapping, json_file):
 
 def test_integer_label_collision():
     with pytest.raises(DataError, match="same integer id"):
-        prep.label_ids(["1", "01"])
+        label_ids(["1", "01"])
 
 
 def test_stale_labels_json_removed(tmp_path, acl):
@@ -456,7 +463,7 @@ def lines_file(path, label, count, start=0):
 def test_hold_out_sizes(count, portion, n_test):
     items = [("t%d" % i, label) for label in ("a", "b")
              for i in range(count)]
-    train, test = prep.hold_out(items, portion, seed=1)
+    train, test = hold_out(items, portion, seed=1)
     for label in ("a", "b"):
         assert sum(lab == label for _, lab in test) == n_test
         assert sum(lab == label for _, lab in train) == count - n_test
@@ -466,9 +473,9 @@ def test_hold_out_sizes(count, portion, n_test):
 
 def test_hold_out_seed_determinism():
     items = [("t%d" % i, "pos" if i % 2 else "neg") for i in range(40)]
-    first = prep.hold_out(items, 0.25, seed=123)
-    assert prep.hold_out(items, 0.25, seed=123) == first
-    assert prep.hold_out(items, 0.25, seed=124) != first
+    first = hold_out(items, 0.25, seed=123)
+    assert hold_out(items, 0.25, seed=123) == first
+    assert hold_out(items, 0.25, seed=124) != first
 
 
 def test_label_files_pos_neg_cli(tmp_path):
@@ -507,7 +514,7 @@ def test_label_files_many_labels_with_test_files(tmp_path):
                    for name in ("joy", "anger", "fear")]
     test_files = [("fear", lines_file(tmp_path / "t_fear.txt", "fear", 2)),
                   ("joy", lines_file(tmp_path / "t_joy.txt", "joy", 1))]
-    corpus = prep.read_label_files(train_files, test_files)
+    corpus = read_label_files(train_files, test_files)
     assert corpus.labels == {"anger": 0, "fear": 1, "joy": 2}
     assert [label for _, label in corpus.train] == (
         ["anger"] * 3 + ["fear"] * 3 + ["joy"] * 3)
@@ -529,7 +536,7 @@ def test_label_files_many_labels_with_test_files(tmp_path):
 
 def test_label_files_skip_blank_lines_and_bom(tmp_path):
     path = write_text(tmp_path / "p.txt", "\ufeffone\r\n\r\n  \ntwo\rthree")
-    corpus = prep.read_label_files([("pos", path)], [("neg", path)])
+    corpus = read_label_files([("pos", path)], [("neg", path)])
     assert [text for text, _ in corpus.train] == ["one", "two", "three"]
 
 
@@ -557,18 +564,18 @@ def test_label_file_latin1(tmp_path, capsys):
 def test_label_file_without_texts(tmp_path, content):
     empty = write_text(tmp_path / "empty.txt", content)
     with pytest.raises(DataError, match="empty.txt: no texts"):
-        prep.read_label_files([("pos", empty)])
+        read_label_files([("pos", empty)])
 
 
 def test_label_file_missing(tmp_path):
     with pytest.raises(DataError, match="nope.txt: No such file"):
-        prep.read_label_files([("pos", str(tmp_path / "nope.txt"))])
+        read_label_files([("pos", str(tmp_path / "nope.txt"))])
 
 
 def test_hold_out_leaving_no_test_is_an_error(tmp_path):
     one = write_text(tmp_path / "one.txt", "single text\n")
     with pytest.raises(DataError, match="leaves no test texts"):
-        prep.read_label_files([("pos", one), ("neg", one)])
+        read_label_files([("pos", one), ("neg", one)])
 
 
 # ---------------------------------------------------------------------------
@@ -609,7 +616,7 @@ def test_csv_delimiters(tmp_path, suffix, delimiter, flag):
     body = "\n".join(row.replace("|", delimiter) for row in rows) + "\n"
     body += "".join("more %d%s%d\n" % (i, delimiter, i % 3) for i in range(9))
     path = write_text(tmp_path / ("data" + suffix), body)
-    corpus = prep.read_csv_corpus(path, delimiter=flag, test_portion=0.5)
+    corpus = read_csv_corpus(path, delimiter=flag, test_portion=0.5)
     assert corpus.labels == {"0": 0, "1": 1, "2": 2}
     assert len(corpus.train) + len(corpus.test) == 12
     assert len(corpus.test) == 6
@@ -619,8 +626,8 @@ def test_csv_hold_out_deterministic(tmp_path):
     body = "text,label\n" + "".join("t%d,%s\n" % (i, "ab"[i % 2])
                                     for i in range(30))
     path = write_text(tmp_path / "d.csv", body)
-    first = prep.read_csv_corpus(path, seed=5)
-    assert prep.read_csv_corpus(path, seed=5) == first
+    first = read_csv_corpus(path, seed=5)
+    assert read_csv_corpus(path, seed=5) == first
     assert len(first.test) == 6 and len(first.train) == 24
     assert first.labels == {"a": 0, "b": 1}
 
@@ -639,7 +646,7 @@ def test_csv_hold_out_deterministic(tmp_path):
 def test_csv_errors(tmp_path, body, kwargs, fragment):
     path = write_text(tmp_path / "d.csv", body)
     with pytest.raises(DataError) as info:
-        prep.read_csv_corpus(path, **kwargs)
+        read_csv_corpus(path, **kwargs)
     assert str(info.value) == "%s: %s" % (path, fragment)
 
 
@@ -747,7 +754,7 @@ def real_source():
                     reason="real corpus absent: set IMDB_SOURCE or provide "
                            + REAL_ARCHIVE)
 def test_real_corpus_reads():
-    corpus = prep.read_folder_corpus(real_source())
+    corpus = read_folder_corpus(real_source())
     assert corpus.labels == {"neg": 0, "pos": 1}
     for split in (corpus.train, corpus.test):
         assert len(split) == 25000
@@ -755,3 +762,112 @@ def test_real_corpus_reads():
             "neg"] * 12500
     words = prep.tokenize(corpus.train[0][0])
     assert words and all(word == word.lower() for word in words)
+
+
+# ---------------------------------------------------------------------------
+# ensure_dataset
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def preprocess(monkeypatch):
+    """Fake imdb_preprocess.build_dataset / download_archive, recording calls."""
+    calls = []
+
+    def build_dataset(source, out_dir, name):
+        calls.append(("build", str(source), out_dir, name))
+        write_pickles(os.path.join(out_dir, name + ".pkl"),
+                      [([[2]], [0]), ([[3]], [1])])
+        write_pickles(os.path.join(out_dir, name + ".dict.pkl.gz"),
+                      [{"the": 2}])
+
+    def download_archive(dest):
+        calls.append(("download", str(dest)))
+        with open(dest, "wb") as stream:
+            stream.write(b"archive")
+        return dest
+
+    monkeypatch.setattr(prep, "build_dataset", build_dataset)
+    monkeypatch.setattr(prep, "download_archive", download_archive)
+    monkeypatch.delenv("IMDB_SOURCE", raising=False)
+    return calls
+
+
+def test_ensure_dataset_existing_file_is_returned(tmp_path, preprocess):
+    path = write_pickles(tmp_path / "imdb.pkl", [([[2]], [0]), ([[3]], [1])])
+    assert prep.ensure_dataset(path, download=False) == path
+    assert preprocess == []
+
+
+@pytest.mark.parametrize("available", [
+    ["argument", "env", "local", "download"],
+    ["env", "local", "download"],
+    ["local", "download"],
+    ["download"],
+])
+def test_ensure_dataset_source_precedence(tmp_path, monkeypatch, preprocess,
+                                          capsys, available):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    path = str(data_dir / "imdb.pkl")
+    argument_source = tmp_path / "given.tar.gz"
+    env_source = tmp_path / "env_dir"
+    local = data_dir / "aclImdb_v1.tar.gz"
+    argument_source.write_bytes(b"x")
+    env_source.mkdir()
+    if "env" in available:
+        monkeypatch.setenv("IMDB_SOURCE", str(env_source))
+    if "local" in available:
+        local.write_bytes(b"x")
+    source = argument_source if "argument" in available else None
+
+    assert prep.ensure_dataset(path, source=source) == path
+
+    expected_source = {"argument": argument_source, "env": env_source,
+                       "local": local, "download": local}[available[0]]
+    expected = [("build", str(expected_source), str(data_dir), "imdb")]
+    if available[0] == "download":
+        expected.insert(0, ("download", str(local)))
+    assert preprocess == expected
+    out = capsys.readouterr().out
+    assert f"{path} not found: building it from {expected_source}" in out
+    assert imdb.load_dataset_file(path)[1] == ([[3]], [1])
+
+
+def test_ensure_dataset_name_from_path(tmp_path, preprocess):
+    path = str(tmp_path / "small.pkl")
+    source = tmp_path / "src"
+    source.mkdir()
+    prep.ensure_dataset(path, source=source)
+    assert preprocess == [("build", str(source), str(tmp_path), "small")]
+
+
+def test_ensure_dataset_without_download(tmp_path, preprocess):
+    path = tmp_path / "data" / "imdb.pkl"
+    with pytest.raises(DataError) as err:
+        prep.ensure_dataset(path, download=False)
+    message = assert_one_line_naming(err, path)
+    assert "download=False" in message and "IMDB_SOURCE" in message
+    assert preprocess == []
+
+
+def test_ensure_dataset_missing_sources(tmp_path, monkeypatch, preprocess):
+    path = tmp_path / "imdb.pkl"
+    missing = tmp_path / "x" / "y"
+    with pytest.raises(DataError) as err:
+        prep.ensure_dataset(path, source=missing)
+    assert str(err.value) == f"source={missing}: no such file or folder"
+    monkeypatch.setenv("IMDB_SOURCE", str(missing))
+    with pytest.raises(DataError) as err:
+        prep.ensure_dataset(path)
+    assert str(err.value) == f"IMDB_SOURCE={missing}: no such file or folder"
+    assert preprocess == []
+
+
+def test_ensure_dataset_build_not_producing_the_file(tmp_path, preprocess):
+    path = tmp_path / "imdb.pkl.gz"  # build_dataset writes imdb.pkl
+    source = tmp_path / "src"
+    source.mkdir()
+    with pytest.raises(DataError) as err:
+        prep.ensure_dataset(path, source=source)
+    assert "still missing" in assert_one_line_naming(err, path)

@@ -14,6 +14,11 @@ from pytensor import config
 
 import imdb
 import lstm
+import sentiment.cli
+import sentiment.config
+import sentiment.predict
+import sentiment.training
+import sentiment.variants
 from conftest import synthetic_corpus, write_corpus, write_raw_corpus
 from test_lstm import sigmoid
 
@@ -61,7 +66,7 @@ def np_review(params, o, ids, word_keep=None):
                                  np.zeros((o.conv_width - 1 - left, h.shape[1]))])
         h = relu(sum(padded[k:k + L] @ W[k] for k in range(o.conv_width)) + params["conv_b"])
         h = np.stack([h[s:s + o.pool].max(0) for s in range(0, L, o.pool)])
-    for layer in lstm.lstm_prefixes(o):
+    for layer in sentiment.variants.lstm_prefixes(o):
         def run(prefix, seq):
             return np_lstm(seq, params[prefix + "_W"], params[prefix + "_U"],
                            params[prefix + "_b"])
@@ -265,12 +270,12 @@ def test_pad_to_outputs_equal_the_full_keras_matrix(variant, padding):
     params = perturbed_params(o, rng)
     model = lstm.compile_model(o, params, np.random.default_rng(0))
     seqs = random_seqs(rng, [9, 4, 1, 20])
-    x, mask, _ = lstm.batcher(o)(seqs, [0] * 4)
+    x, mask, _ = sentiment.variants.batcher(o)(seqs, [0] * 4)
     full = imdb.pad_sequences(seqs, 15, padding, "pre").T
     np.testing.assert_allclose(model["f_pred_prob"](x, mask),
                                model["f_pred_prob"](full, (full > 0).astype(config.floatX)),
                                rtol=1e-6, atol=1e-7)
-    x, mask, _ = lstm.batcher(o)(seqs[:3], [0] * 3)
+    x, mask, _ = sentiment.variants.batcher(o)(seqs[:3], [0] * 3)
     assert x.shape[0] < 15  # the short minibatch really was cut
 
 
@@ -505,7 +510,7 @@ def test_ema_model_is_what_gets_validated_and_saved(tmp_path, monkeypatch):
     # The reported valid error is the saved (averaged) model's.
     splits = lstm.load_splits(o, lstm.make_rngs(o.seed), out=io.StringIO())
     lstm.zipp(dict((k, saved[k]) for k in kept["tparams"]), kept["tparams"])
-    errs = lstm.evaluate(kept["f_pred_prob"], {"valid": splits[1]}, 64, lstm.batcher(o))
+    errs = lstm.evaluate_splits(kept["f_pred_prob"], o, {"valid": splits[1]})  # batches of 64
     assert errs["valid"] == pytest.approx(result["valid_err"])
 
 
@@ -536,22 +541,22 @@ def test_config_rejects_bad_variant_values():
 
 # -- presets and config files ----------------------------------------------------
 def test_presets_are_valid_and_tutorial_is_the_default():
-    assert {"tutorial", "keras-imdb"} <= set(lstm.preset_names())
-    for name in lstm.preset_names():
-        values = lstm.read_config_file(os.path.join(lstm.PRESET_DIR, name + ".json"))
+    assert {"tutorial", "keras-imdb"} <= set(sentiment.config.preset_names())
+    for name in sentiment.config.preset_names():
+        values = sentiment.config.read_config_file(os.path.join(sentiment.config.PRESET_DIR, name + ".json"))
         lstm.Config.from_dict(values).validate()
-    _, args = lstm.parse_options(["--preset", "tutorial"])
-    _, plain = lstm.parse_options([])
+    _, args = sentiment.cli.parse_options(["--preset", "tutorial"])
+    _, plain = sentiment.cli.parse_options([])
     assert vars(args) == dict(vars(plain), preset="tutorial")
 
 
 def test_preset_then_config_then_flags(tmp_path):
-    _, args = lstm.parse_options(["--preset", "keras-imdb"])
+    _, args = sentiment.cli.parse_options(["--preset", "keras-imdb"])
     assert (args.optimizer, args.dim_emb, args.dim_proj, args.pad_to, args.pooling,
             args.use_dropout) == ("adam", 32, 100, 500, "last", False)
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"description": "mine", "dim_proj": 64, "max_epochs": 5}))
-    _, args = lstm.parse_options(["--preset", "keras-imdb", "--config", str(mine),
+    _, args = sentiment.cli.parse_options(["--preset", "keras-imdb", "--config", str(mine),
                                   "--max-epochs", "2"])
     assert (args.optimizer, args.dim_proj, args.max_epochs) == ("adam", 64, 2)
 
@@ -657,7 +662,7 @@ def test_predict_round_trip(trained_text_model, capsys, monkeypatch):
     assert [r["name"] for r in results] == ["pos", "neg"]
     assert all(r["probability"] > 0.5 and abs(sum(r["probs"]) - 1) < 1e-5 for r in results)
     # The same numbers as the training code's own prediction on the encoded text.
-    p = lstm.Predictor(model)
+    p = sentiment.predict.Predictor(model, lstm.load_model)
     seqs = [p.encode(t) for t in texts]
     assert seqs[0][:2] == [p.words["great"], 1]  # "," never seen in training: unknown
     x, mask, _ = imdb.prepare_data(seqs, [0, 0])
@@ -688,7 +693,7 @@ def test_predict_refuses_mismatches(trained_text_model, tmp_path, capsys):
     base = tmp_path / "m"
     for suffix in (".npz",):
         (tmp_path / ("m" + suffix)).write_bytes(open(model, "rb").read())
-    values = json.load(open(lstm.model_paths(model)[0]))
+    values = json.load(open(sentiment.config.model_paths(model)[0]))
     values["dim_proj"] = 16
     (tmp_path / "m.json").write_text(json.dumps(values))
     assert lstm.main(["predict", "--model", str(base) + ".npz", "text"]) == 2
@@ -717,7 +722,7 @@ def test_evaluate_reports_accuracy_confusion_and_length_buckets(trained_text_mod
     assert lstm.main(["evaluate", "--model", model, "--json", "--split", "train"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 160
     assert lstm.main(["evaluate", "--model", str(tmp / "none.npz")]) == 2
-    assert "no such options file" in capsys.readouterr().err
+    assert "none.npz: no such model file" in capsys.readouterr().err
 
 
 def test_evaluate_an_ensemble_averages_the_models_probabilities(trained_text_model, capsys):
@@ -731,7 +736,7 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(trained_text_mod
     lstm.save_model(other, {k: v + rng.normal(0, 0.5, v.shape).astype(v.dtype)
                             for k, v in params.items()}, [], options)
     train, test = imdb.load_dataset_file(options.dataset)
-    x, mask, _ = imdb.prepare_data(imdb._remove_unk(test[0], options.n_words), test[1])
+    x, mask, _ = imdb.prepare_data(imdb.remove_unk(test[0], options.n_words), test[1])
     probs = [lstm.load_model(m)[1](x, mask) for m in (model, other)]
     want = np.mean((probs[0] + probs[1]).argmax(1) == np.asarray(test[1]))
     assert (probs[0].argmax(1) != probs[1].argmax(1)).any()  # the average is not trivial
@@ -752,9 +757,9 @@ def test_bucket_order_is_a_permutation_with_less_padding():
     rng = np.random.default_rng(0)
     seqs = [[2] * int(n) for n in rng.integers(1, 300, size=1003)]
     order = rng.permutation(len(seqs))
-    bucketed = lstm.bucket_order(order, seqs, 16, 10, np.random.default_rng(1))
+    bucketed = sentiment.training.bucket_order(order, seqs, 16, 10, np.random.default_rng(1))
     assert sorted(bucketed) == list(range(len(seqs)))
-    assert (bucketed[-(1003 % 16):] == lstm.bucket_order(
+    assert (bucketed[-(1003 % 16):] == sentiment.training.bucket_order(
         order, seqs, 16, 10, np.random.default_rng(2))[-(1003 % 16):]).all()  # partial last
 
     def padded_steps(o):
