@@ -62,9 +62,12 @@ def read_npz(path, what, keys=None):
     ``nope.npz: no such model file``.
     """
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if not magic.startswith(b"PK"):  # a zip file: .npz
+            raise ValueError("a single .npy array, not an .npz archive"
+                             if magic.startswith(b"\x93NUM") else "not an .npz (zip) archive")
         archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("a single array, not an .npz archive")
         with archive:
             return {k: archive[k] for k in archive.files if keys is None or k in keys}
     except FileNotFoundError:

@@ -8,6 +8,7 @@ import pytest
 
 import lstm
 import sentiment.config
+import sentiment.files
 import pytensor
 import pytensor.tensor as pt
 from pytensor import config
@@ -407,3 +408,27 @@ def test_project_flags_apply_when_pytensor_was_imported_first(env_flags, expecte
         env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert tuple(out.stdout.split()) == expected
+
+
+# -- errors name the file the user gave, before the slow work ------------------
+def test_errors_name_the_file_given_and_come_before_loading_data(tmp_path, capsys):
+    missing = str(tmp_path / "nope.npz")
+    assert lstm.main(["predict", "--model", missing, "x"]) == 2
+    assert capsys.readouterr().err.strip() == "lstm.py predict: error: %s: no such model file" % missing
+    model = tmp_path / "m.npz"
+    sentiment.files.atomic_write(str(model), lambda f: sentiment.files.savez(
+        f, {"Wemb": np.zeros((2, 2), "float32"), "history_errs": np.zeros((0, 2))}))
+    assert lstm.main(["--resume", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert str(model) + ": not a checkpoint" in err and str(tmp_path / "m.ckpt.npz") in err
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not a model")
+    # The dataset does not exist: had the data been loaded first, that would be the error.
+    for flag, path, what in (
+            ("--reload-model", junk, "not a readable .npz model (not an .npz (zip) archive)"),
+            ("--reload-model", tmp_path / "none.npz", "no such model file"),
+            ("--embeddings", tmp_path / "none.vec", "no such embeddings file")):
+        code = lstm.main(["--dataset", str(tmp_path / "nowhere.pkl"), flag, str(path)])
+        captured = capsys.readouterr()
+        assert code == 2 and "Loading data" not in captured.out
+        assert captured.err.strip() == "lstm.py: error: %s: %s" % (path, what)
