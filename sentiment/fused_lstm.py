@@ -843,12 +843,12 @@ def lstm(x, mask, W, U, b):
 # in lstm.adadelta and lstm.rmsprop, and Adam's, as in lstm.adam.
 # ---------------------------------------------------------------------------
 @numba.njit(**_jit)
-def _adadelta_step(p, zg, ru2, rg2, p_out, ru2_out, rho, eps):
-    # Flat, contiguous arrays of one dtype; rho, eps of that dtype.
-    one = rho / rho
+def _adadelta_step(p, zg, ru2, rg2, p_out, ru2_out, rho, rest, eps):
+    # Flat, contiguous arrays of one dtype; rho, rest (the tutorial's 0.05, not
+    # 1 - 0.95 rounded), eps of that dtype.
     for k in range(p.shape[0]):
         ud = -np.sqrt(ru2[k] + eps) / np.sqrt(rg2[k] + eps) * zg[k]
-        ru2_out[k] = rho * ru2[k] + (one - rho) * (ud * ud)
+        ru2_out[k] = rho * ru2[k] + rest * (ud * ud)
         p_out[k] = p[k] + ud
 
 
@@ -918,7 +918,7 @@ class FusedStep(_Terminal):
         outs = [_pool.empty(shape, arrays[0].dtype) for _ in range(self._outputs[self.rule])]
         flat = [a.reshape(-1) for a in arrays + outs]
         if self.rule == "adadelta":
-            kernel, constants = _adadelta_step, (real(0.95), real(1e-6))
+            kernel, constants = _adadelta_step, (real(0.95), real(0.05), real(1e-6))
         elif self.rule == "rmsprop":
             kernel, constants = _rmsprop_step, (real(0.9), real(1e-4), real(1e-4))
         else:  # lr, fix1, fix2, decay, beta1, beta2, epsilon

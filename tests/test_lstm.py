@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -179,10 +180,11 @@ def np_rmsprop(state, p, g, lr):
     return p + ud
 
 
+@pytest.mark.parametrize("impl", ["fused", "scan"])  # fused step / the symbolic rule
 @pytest.mark.parametrize("name,reference", [("sgd", np_sgd), ("adadelta", np_adadelta),
                                             ("rmsprop", np_rmsprop)])
-def test_optimizer_updates_match_numpy(name, reference, rng):
-    opts = small_options(optimizer=name)
+def test_optimizer_updates_match_numpy(name, reference, impl, rng):
+    opts = small_options(optimizer=name, lstm_impl=impl)
     params = lstm.init_params(opts, rng)
     model = lstm.compile_model(opts, params)
     tparams = model["tparams"]
@@ -203,6 +205,33 @@ def test_optimizer_updates_match_numpy(name, reference, rng):
                              grads[k].astype("float64"), float(lr))
             np.testing.assert_allclose(tparams[k].get_value(), want, rtol=2e-5,
                                        atol=1e-7, err_msg="%s step %d" % (k, step))
+
+
+@pytest.mark.parametrize("name", ["adadelta", "rmsprop"])
+def test_fused_step_is_the_readable_rule(name, rng):
+    """lstm.adadelta / lstm.rmsprop with fused=True compute the symbolic rule
+    written in them (fused=False), from the same state, to float32 rounding."""
+    tparams = lstm.init_tparams(OrderedDict(
+        (k, rng.standard_normal(shape).astype(config.floatX))
+        for k, shape in (("W", (6, 5)), ("b", (5,)))))
+    x = pt.matrix("x", dtype=config.floatX)
+    cost = ((pt.dot(x, tparams["W"]) + tparams["b"]) ** 2).sum()
+    grads = pytensor.grad(cost, list(tparams.values()))
+    lr = pt.scalar("lr", dtype=config.floatX)
+    rule = getattr(lstm, name)
+    runs = {}
+    xs = [rng.standard_normal((4, 6)).astype(config.floatX) for _ in range(3)]
+    start = {k: p.get_value() for k, p in tparams.items()}
+    for fused in (True, False):
+        f_grad, f_update, state = rule(lr, tparams, grads, [x], cost, fused=fused)
+        for xv in xs:
+            f_grad(xv)
+            f_update(np.float32(0.1))
+        runs[fused] = [p.get_value() for p in tparams.values()] + [s.get_value() for s in state]
+        for k, p in tparams.items():
+            p.set_value(start[k])
+    for got, want in zip(runs[True], runs[False]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
 # -- minibatches and randomness --------------------------------------------
