@@ -231,7 +231,7 @@ def mean_pool(h, mask, impl="scan"):
     return (h * mask[:, :, None]).sum(axis=0) / mask.sum(axis=0)[:, None]
 
 
-def encode_reviews(tparams, options, x, mask, word_keep=None):
+def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     """The model up to the pooled vector, one per review: ``(n_samples, pooled_dim)``.
 
     The tutorial's path is ``Wemb[x]`` -> :func:`lstm_layer` -> :func:`mean_pool`.
@@ -239,7 +239,8 @@ def encode_reviews(tparams, options, x, mask, word_keep=None):
     convolution, stacked and bidirectional layers (the backward LSTM reads
     the time-flipped sequence; its states are flipped back and concatenated),
     other poolings and a bag of embeddings. ``word_keep`` (``(n_timesteps,
-    n_samples)``, 0/1), when given, zeroes the dropped tokens' embeddings.
+    n_samples)``, 0/1), when given, zeroes the dropped tokens' embeddings. A dict
+    ``taps`` receives the ``states`` before pooling and the embeddings ``emb``.
     """
     n_timesteps, n_samples = x.shape[0], x.shape[1]
     impl = options.lstm_impl
@@ -254,7 +255,8 @@ def encode_reviews(tparams, options, x, mask, word_keep=None):
         h = h * word_keep[:, :, None]
     bag = [variants.bag_of_embeddings(h, mask, word_keep)] if options.pool_embeddings else []
     if options.conv_filters:
-        h, mask = variants.conv_pool(tparams, h, mask, options.conv_width, options.pool)
+        h, mask = variants.conv_pool(tparams, h, mask, options.conv_width, options.pool,
+                                     dot=fused_lstm.dot if impl == "fused" else pt.dot)
     for layer in variants.lstm_prefixes(options):
         states = [lstm_layer(tparams, h, mask, options.dim_proj, prefix=layer[0], impl=impl)]
         if options.bidirectional:
@@ -263,6 +265,8 @@ def encode_reviews(tparams, options, x, mask, word_keep=None):
         h = pt.concatenate(states, axis=2) if len(states) > 1 else states[0]
     pooled = [mean_pool(h, mask, impl)] if options.pooling in ("mean", "meanmax") else []
     pooled += variants.other_pooling(h, mask, options) + bag
+    if taps is not None:  # what sentiment.explain splits a prediction over
+        taps.update(states=h, emb=emb.reshape([n_timesteps, n_samples, options.emb_dim]))
     return pt.concatenate(pooled, axis=1) if len(pooled) > 1 else pooled[0]
 
 
@@ -291,8 +295,11 @@ def build_model(tparams, options, dropout_rng=None):
     n_samples = x.shape[1]
     proj = encode_reviews(tparams, options, x, mask)
 
+    # fused: the product with the kernel of the fused Ops (the same sums on every CPU)
+    dot = fused_lstm.dot if options.lstm_impl == "fused" else pt.dot
+
     def classify(p):
-        return pt.special.softmax(pt.dot(p, tparams["U"]) + tparams["b"], axis=-1)
+        return pt.special.softmax(dot(p, tparams["U"]) + tparams["b"], axis=-1)
 
     updates = OrderedDict()
     rng = next_rng = None
@@ -621,7 +628,8 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
         ``epochs``, ``updates``, ``seconds``, ``history_errs``, ``status``
         (``"ok"``, ``"interrupted"`` or ``"bad_cost"``), ``best_update`` (when
         the best model was taken; 0: before any validation), ``n_train`` and
-        ``init_sha256`` (a digest of the parameters training started from).
+        ``init_sha256`` and ``params_sha256`` (digests of the parameters training
+        started from and ended with: :func:`sentiment.modelfile.params_digest`).
     """
     out = out or sys.stdout
     if resume:
@@ -660,7 +668,8 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
     return dict(status="ok" if status in ("ok", "early_stop") else status,
                 train_err=errs["train"], valid_err=errs["valid"], test_err=errs["test"],
                 epochs=trainer.eidx + 1, updates=trainer.uidx, seconds=trainer.elapsed,
-                history_errs=trainer.history_errs, best_update=trainer.best_update, **sizes)
+                history_errs=trainer.history_errs, best_update=trainer.best_update,
+                params_sha256=errs["params_sha256"], **sizes)
 
 
 def final_errors(trainer, model, data, out):
@@ -677,6 +686,8 @@ def final_errors(trainer, model, data, out):
     epochs = trainer.eidx + 1
     print("The code run for %d epochs, with %f sec/epochs"
           % (epochs, trainer.elapsed / max(epochs, 1)), file=out)
+    errs["params_sha256"] = params_digest(best_p)
+    print("Parameter digest (SHA-256) %s" % errs["params_sha256"], file=out)
     print("Training took %.1fs" % trainer.elapsed, file=sys.stderr)
     return errs
 
@@ -710,11 +721,30 @@ def load_model(model, options=None):
     return options, f_pred_prob, classify
 
 
+def load_states(model, options):
+    """A saved model's ``(options, params, states)``: ``states(x, mask)`` gives the
+    hidden states before pooling and the embeddings (``encode_reviews``'s taps)."""
+    options = dataclasses.replace(options, lstm_impl="fused")
+    params = load_params(model, init_params(options, make_rngs(0)["init"]))
+    x, mask, taps = pt.matrix("x", dtype="int64"), pt.matrix("mask", dtype=config.floatX), {}
+    encode_reviews(init_tparams(params), options, x, mask, taps=taps)
+    return options, params, pytensor.function([x, mask], [taps["states"], taps["emb"]],
+                                              mode=fused_lstm.compile_mode(options.mode),
+                                              on_unused_input="ignore", name="f_states")
+
+
 def predict(texts, model="lstm_model.npz", dictionary=None):
     """Classify raw texts with a saved model: one dict per text (``label``,
     ``name``, ``probability``, ``probs``; see :class:`sentiment.predict.Predictor`,
     which keeps the model loaded for many calls)."""
     return prediction.Predictor(model, load_model, dictionary).predict(list(texts))
+
+
+def explain(texts, model="lstm_model.npz", dictionary=None, label=None):
+    """Which words moved each prediction, and by how much: one dict per text
+    (:meth:`sentiment.explain.Explainer.explain`)."""
+    return prediction.Predictor(model, load_model, dictionary).explainer(
+        model, load_states).explain(list(texts), label)
 
 
 def evaluate_model(model, dataset=None, split="test"):
@@ -743,9 +773,9 @@ def main(argv=None):
     """``python lstm.py [predict|evaluate] ...``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["predict"]:
-        return prediction.main(argv[1:], load_model)
+        return prediction.main(argv[1:], load_model, load_states)
     if argv[:1] == ["evaluate"]:
-        return evaluation.main(argv[1:], load_model)
+        return evaluation.main(argv[1:], load_model, load_states)
     try:
         parser, args = cli.parse_options(argv)
     except DataError as exc:

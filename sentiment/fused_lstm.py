@@ -244,19 +244,46 @@ def _load_packed_gemm():
         return None, "BLAS (could not load %s: %s)" % (path, err)
     if not lib.fl_cpu_ok():
         return None, "BLAS (the CPU has no AVX2 and FMA)"
+    global _TN_GEMM
+    _TN_GEMM = ctypes.cast(lib.fl_sgemm_tn, ctypes.c_void_p).value
     return ctypes.cast(lib.fl_sgemm_packed, ctypes.c_void_p).value, "packed AVX2 kernel"
 
 
 _PACKED_GEMM = None  # the address of fl_sgemm_packed, or None: set by setup()
+_TN_GEMM = None  # the address of fl_sgemm_tn (loaded with fl_sgemm_packed)
 gemm_kernel = "not chosen yet (setup() chooses it on first use)"
 # The kernels always link to this symbol (so Numba's cached machine code
 # loads whatever was found); they call it only with a non-empty packed matrix,
 # which exists only when the real kernel was loaded.
 _no_kernel = ctypes.CFUNCTYPE(None, *_GEMM_ARGS)(lambda *args: None)
+_TN_ARGS = (ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_long,
+            ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_int,
+            ctypes.c_void_p)
+_no_tn_kernel = ctypes.CFUNCTYPE(None, *_TN_ARGS)(lambda *args: None)
 _i64 = numba.types.int64
 _sgemm_packed = numba.types.ExternalFunction("fused_lstm_sgemm_packed", numba.types.void(
     _i64, _i64, _i64, numba.types.intp, _i64, numba.types.intp, numba.types.intp, _i64,
     numba.types.int32))
+
+
+_sgemm_tn = numba.types.ExternalFunction("fused_lstm_sgemm_tn", numba.types.void(
+    _i64, _i64, _i64, numba.types.intp, _i64, numba.types.intp, _i64, numba.types.intp, _i64,
+    numba.types.int32, numba.types.intp))
+
+
+@numba.njit(**_jit)
+def _tn_product(X, Y, C, tmp):
+    """``C = X^T Y`` (float32, C-contiguous rows; ``tmp``: ``16 K`` floats), each
+    element one chain of fused multiply-adds in the order of X's rows."""
+    _sgemm_tn(C.shape[0], C.shape[1], X.shape[0], X.ctypes.data, X.strides[0] // 4,
+              Y.ctypes.data, Y.strides[0] // 4, C.ctypes.data, C.strides[0] // 4, 0,
+              tmp.ctypes.data)
+
+
+@numba.njit(**_jit)
+def _packed_product(a, bp, c):
+    """``c = a B`` with ``B`` packed in ``bp`` (float32; see fused_lstm_gemm.c)."""
+    _packed_gemm(a, bp, c, 0)
 
 
 def packed(B):
@@ -462,6 +489,8 @@ def setup():
         _PACKED_GEMM, gemm_kernel = _load_packed_gemm()
         llvm.add_symbol("fused_lstm_sgemm_packed",
                         _PACKED_GEMM or ctypes.cast(_no_kernel, ctypes.c_void_p).value)
+        llvm.add_symbol("fused_lstm_sgemm_tn", (_TN_GEMM if _PACKED_GEMM else None)
+                        or ctypes.cast(_no_tn_kernel, ctypes.c_void_p).value)
         _BLAS_THREADS = _blas_thread_control() if _CBLAS else None
         _ready = True
 
@@ -514,29 +543,43 @@ def _nan_passes():
     return np.errstate(invalid="ignore", over="ignore")
 
 
-def _project(x, W, b, xw, t0, t1):
-    """``xw[t0:t1] = x[t0:t1] W + b``."""
+def _project(x, W, Wp, b, xw, t0, t1):
+    """``xw[t0:t1] = x[t0:t1] W + b`` (``Wp``: W packed, or empty: the BLAS)."""
     out = xw[t0:t1].reshape(-1, xw.shape[2])
+    rows = x[t0:t1].reshape(-1, x.shape[2])
     with _nan_passes():  # a NaN goes on to the cost ("bad cost detected"), silently
-        np.dot(x[t0:t1].reshape(-1, x.shape[2]), W, out=out)
+        if Wp.size:
+            _packed_product(rows, Wp, out)
+        else:
+            np.dot(rows, W, out=out)
         out += b
 
 
-def _input_grads(x, W, h, dxw, dx, dW, dU, db, t0, t1):
+def _input_grads(x, W, Wtp, h, dxw, dx, dW, dU, db, t0, t1):
     """For the steps t0:t1: ``dx = dxw W^T`` (written in place) and this
     chunk's ``dW = x^T dxw``, ``dU = h_{t-1}^T dxw`` (``h_{-1} = 0``) and
-    ``db``, the sum of ``dxw`` over steps and rows."""
+    ``db``, the sum of ``dxw`` over steps and rows. ``Wtp``: W^T packed (then
+    every product is one chain of sums per element, in the order of the
+    rows), or empty (the BLAS)."""
     dz = dxw[t0:t1].reshape(-1, dxw.shape[2])
+    rows = x[t0:t1].reshape(-1, x.shape[2])
+    s = max(t0, 1)
+    previous = h[s - 1:t1 - 1].reshape(-1, h.shape[2])  # h_{t-1} of the steps s:t1
     with _nan_passes():
-        np.dot(dz, W.T, out=dx[t0:t1].reshape(-1, x.shape[2]))
-        np.dot(x[t0:t1].reshape(-1, x.shape[2]).T, dz, out=dW)
-        s = max(t0, 1)
-        if s < t1:
-            np.dot(h[s - 1:t1 - 1].reshape(-1, h.shape[2]).T,
-                   dxw[s:t1].reshape(-1, dxw.shape[2]), out=dU)
+        if Wtp.size:
+            tmp = np.empty(16 * dz.shape[0] if dz.shape[1] % 16 else 1, dz.dtype)
+            _packed_product(dz, Wtp, dx[t0:t1].reshape(-1, x.shape[2]))
+            _tn_product(rows, dz, dW, tmp)
+            if s < t1:
+                _tn_product(previous, dxw[s:t1].reshape(-1, dxw.shape[2]), dU, tmp)
         else:
+            np.dot(dz, W.T, out=dx[t0:t1].reshape(-1, x.shape[2]))
+            np.dot(rows.T, dz, out=dW)
+            if s < t1:
+                np.dot(previous.T, dxw[s:t1].reshape(-1, dxw.shape[2]), out=dU)
+        if s >= t1:
             dU[...] = 0
-        np.sum(dz, axis=0, out=db)
+        np.sum(dz, axis=0, out=db)  # row by row: the same order on every CPU
 
 
 def _blocks(size, n):
@@ -550,6 +593,12 @@ def _in_threads(fn, calls):
     futures = [_executor(len(calls)).submit(fn, *args) for args in calls]
     for future in futures:
         future.result()
+
+
+def _run_all(fn, calls):
+    """``fn(*args)`` for every ``args`` of ``calls``, in order."""
+    for args in calls:
+        fn(*args)
 
 
 def _row_threads(n_samples):
@@ -641,14 +690,15 @@ def lstm_forward_arrays(x, mask, W, U, b):
     h = _pool.empty((n_steps, n_samples, dim4 // 4), x.dtype)
     c = _pool.empty(h.shape, x.dtype)
     recurrence = (xw, mask, U, packed(U), h, c, gates)
+    projection = (x, W, packed(W), b, xw)
     schedule = _schedule(n_samples)
     if schedule == "serial":
-        _project(x, W, b, xw, 0, n_steps)
+        _project(*projection, 0, n_steps)
         _forward(*recurrence, 0, n_steps, 0, n_samples)
     elif schedule == "rows":
         n = _row_threads(n_samples)
         with _OneBlasThread():
-            _in_threads(_project, [(x, W, b, xw) + steps for steps in _blocks(n_steps, n)])
+            _in_threads(_project, [projection + steps for steps in _blocks(n_steps, n)])
             _in_threads(_forward, [recurrence + (0, n_steps) + rows
                                    for rows in _blocks(n_samples, n)])
     else:
@@ -660,11 +710,11 @@ def lstm_forward_arrays(x, mask, W, U, b):
                 # B=16: forward 5.62 against 6.00 ms, medians of 14 alternating).
                 (t0, t1), mid = chunks[0], (chunks[0][0] + chunks[0][1]) // 2
                 chunks = [(t0, mid), (mid, t1)] + chunks[1:]
-                futures = [None] + [_executor(1).submit(_project, x, W, b, xw, s0, s1)
+                futures = [None] + [_executor(1).submit(_project, *projection, s0, s1)
                                     for s0, s1 in chunks[1:]]
-                _project(x, W, b, xw, t0, mid)
+                _project(*projection, t0, mid)
             else:
-                futures = [_executor(1).submit(_project, x, W, b, xw, t0, t1)
+                futures = [_executor(1).submit(_project, *projection, t0, t1)
                            for t0, t1 in chunks]
             for (t0, t1), future in zip(chunks, futures):
                 if future is not None:
@@ -683,38 +733,41 @@ def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
     dh_next = np.zeros((n_samples, dim), dtype=h.dtype)
     dc_next = np.zeros_like(dh_next)
     recurrence = (mask, U, packed(U.T), h, c, gates, dh, dc, dxw, dh_next, dc_next)
-    grads = (x, W, h, dxw, dx)
+    grads = (x, W, packed(W.T), h, dxw, dx)
+    # The weight gradients are summed chunk by chunk of steps, each chunk into
+    # its own buffers, then the chunks in their order: the chunks depend on the
+    # shapes alone, so the sums do not depend on the schedule or the threads.
+    chunks = _chunks(n_steps, n_samples, BACKWARD_CHUNK_ROWS)
+    parts = _grad_parts(W, U, len(chunks))
+    jobs = [grads + part + steps for part, steps in zip(parts, chunks)]
     schedule = _schedule(n_samples)
     if schedule == "serial":
-        parts = _grad_parts(W, U, 1)
         _backward(*recurrence, 0, n_steps, 0, n_samples)
-        _input_grads(*grads, *parts[0], 0, n_steps)
+        for job in jobs:
+            _input_grads(*job)
     elif schedule == "rows":
         n = _row_threads(n_samples)
         with _OneBlasThread():
             _in_threads(_backward, [recurrence + (0, n_steps) + rows
                                     for rows in _blocks(n_samples, n)])
-            chunks = _blocks(n_steps, n)
-            parts = _grad_parts(W, U, len(chunks))
-            _in_threads(_input_grads, [grads + part + steps for part, steps in zip(parts, chunks)])
+            _in_threads(_run_all, [(_input_grads, jobs[lo:hi]) for lo, hi in
+                                   _blocks(len(jobs), n)])
     else:
-        chunks = _chunks(n_steps, n_samples, BACKWARD_CHUNK_ROWS)[::-1]
-        parts = _grad_parts(W, U, len(chunks))
         with _OneBlasThread():
             futures = []
-            for (t0, t1), part in zip(chunks, parts):
-                _backward(*recurrence, t0, t1, 0, n_samples)
-                futures.append(_executor(1).submit(_input_grads, *grads, *part, t0, t1))
-            # The recurrence is done: this thread takes, from the last, the
+            for job in reversed(jobs):  # the recurrence runs from the last step back
+                _backward(*recurrence, job[-2], job[-1], 0, n_samples)
+                futures.append(_executor(1).submit(_input_grads, *job))
+            # The recurrence is done: this thread takes, from the first, the
             # chunks the helper has not started.
-            for (t0, t1), part, future in reversed(list(zip(chunks, parts, futures))):
+            for job, future in zip(jobs, reversed(futures)):
                 if not future.cancel():
                     break
-                _input_grads(*grads, *part, t0, t1)
+                _input_grads(*job)
             for future in futures:
                 if not future.cancelled():
                     future.result()
-    for part in parts[1:]:  # summed in a fixed order, into the first chunk's buffers
+    for part in parts[1:]:  # summed in the chunks' order, into the first chunk's buffers
         for total, value in zip(parts[0], part):
             total += value
     dW, dU, db = parts[0]
@@ -1122,6 +1175,61 @@ class MaskedMeanGrad(_Terminal):
 
 
 masked_mean = MaskedMean()
+
+
+# ---------------------------------------------------------------------------
+# The other products of the model (the classifier's x U and its gradients, the
+# convolution's), with the packed kernel too: one order of sums per element
+# on every CPU, where PyTensor's Dot would call the BLAS.
+# ---------------------------------------------------------------------------
+class Dot(Op):
+    """``(a, b) -> a @ b`` for two matrices: with the packed kernel (float32, a
+    CPU with AVX2 and FMA) each element is one chain of fused multiply-adds in
+    the order of ``k``, the same bits on every CPU; otherwise NumPy's ``dot``.
+    Its gradient is made of the same Op."""
+
+    __props__ = ()
+
+    def make_node(self, a, b):
+        a, b = pt.as_tensor_variable(a), pt.as_tensor_variable(b)
+        _check_dtype(a.dtype)
+        _check_float("a", a, a.dtype, 2)
+        _check_float("b", b, a.dtype, 2)
+        return Apply(self, [a, b], [pt.matrix(dtype=a.dtype)])
+
+    def perform(self, node, inputs, output_storage):
+        a, b = inputs
+        if a.shape[1] != b.shape[0]:
+            raise ValueError("dot: shapes %s and %s do not fit" % (a.shape, b.shape))
+        setup()
+        c = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        bp = packed(b)
+        with _nan_passes():
+            if bp.size and a.shape[1]:
+                _packed_product(np.ascontiguousarray(a), bp, c)
+            else:
+                np.dot(a, b, out=c)
+        output_storage[0][0] = c
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[0][0], shapes[1][1])]
+
+    def pullback(self, inputs, outputs, output_grads):
+        a, b = inputs
+        g = output_grads[0]
+        return [dot(g, b.T), dot(a.T, g)]
+
+
+_dot = Dot()
+
+
+def dot(a, b):
+    """``a @ b`` with :class:`Dot`, for ``a`` of 2 or 3 dimensions (the
+    leading two of 3 flattened) and a matrix ``b``."""
+    if a.ndim == 2:
+        return _dot(a, b)
+    flat = _dot(a.reshape((-1, a.shape[-1])), b)
+    return flat.reshape((a.shape[0], a.shape[1], b.shape[1]))
 
 
 # ---------------------------------------------------------------------------

@@ -1,18 +1,31 @@
-/* The per-step GEMM of fused_lstm's recurrence, float32, AVX2 + FMA.
+/* The GEMMs of fused_lstm, float32, AVX2 + FMA: one order of sums on every CPU.
  *
- * At every step the recurrence multiplies a few rows (the batch) by the same
- * matrix: h_{t-1} U forward, dz_t U^T backward. A general BLAS packs that
- * matrix into its own layout at every call (OpenBLAS: about 40 % of a
- * 16 x 128 x 512 product on this project's machine). Here the matrix is
- * packed once per sequence (by fused_lstm, in NumPy) and each step runs only
+ * Every element of C is one chain of fused multiply-adds over k = 0, 1, ...,
+ * K - 1, started from zero (then added to C when accumulating): the vector
+ * lanes hold different columns of C, never parts of one sum. The result is
+ * therefore the same bits whatever the vector width, the tile sizes, the
+ * number of threads or the CPU (IEEE 754 fused multiply-add is exactly
+ * rounded), which a BLAS does not promise: OpenBLAS picks its kernel, and
+ * with it the order of the sums, by CPU model (OPENBLAS_CORETYPE).
+ *
+ * fl_sgemm_packed: at every step the recurrence multiplies a few rows (the
+ * batch) by the same matrix: h_{t-1} U forward, dz_t U^T backward. A general
+ * BLAS packs that matrix into its own layout at every call (OpenBLAS: about
+ * 40 % of a 16 x 128 x 512 product on this project's machine). Here the
+ * matrix is packed once per sequence (by fused_lstm) and each step runs only
  * the register-tiled kernel: C (M x N) = A (M x K) B (+ C), B packed in
  * panels of 16 columns, panel p holding B[k, 16 p : 16 p + 16] for k = 0..K-1
  * contiguously (columns past N are zeros, and are not stored). A tile is up
- * to 6 rows x 16 columns: 12 accumulators in registers.
+ * to 6 rows x 16 columns: 12 accumulators in registers. The large products
+ * (the input projection, dx) use it too, with W packed once per call.
+ *
+ * fl_sgemm_tn: C (M x N) = X^T Y (+ C), X (K x M) and Y (K x N) row-major,
+ * unpacked: the weight gradients dW = x^T dz and dU = h^T dz, summed over
+ * the K = steps x reviews of a chunk.
  *
  * fused_lstm.py compiles this file once (into PyTensor's compile directory)
  * and uses it only when fl_cpu_ok() says the CPU has AVX2 and FMA; otherwise,
- * or without a C compiler, it calls the BLAS.
+ * or without a C compiler, it calls the BLAS (whose sums may differ by CPU).
  */
 #include <immintrin.h>
 
@@ -24,12 +37,13 @@ int fl_cpu_ok(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-/* One tile: rows 0..m-1 of A (row stride lda) times one packed panel bp
- * (K x 16) into C's 16 columns (row stride ldc). (A partial panel goes
- * through a buffer in fl_sgemm_packed: a column count here would make the
- * compiler keep the accumulators in memory, 2x slower.) */
+/* One tile: rows 0..m-1 of A (A[i, k] at A[i * sa + k * sk]) times 16
+ * columns of B (row k at bp + k * ldb: a packed panel has ldb = 16) into C's
+ * 16 columns (row stride ldc). (A partial panel goes through a buffer: a
+ * column count here would make the compiler keep the accumulators in memory,
+ * 2x slower.) */
 static inline __attribute__((always_inline)) FL_TARGET void
-fl_tile(const int m, long K, const float *A, long lda, const float *bp,
+fl_tile(const int m, long K, const float *A, long sa, long sk, const float *bp, long ldb,
         float *C, long ldc, int accumulate)
 {
     __m256 c0[6], c1[6];
@@ -39,10 +53,10 @@ fl_tile(const int m, long K, const float *A, long lda, const float *bp,
     }
     _Pragma("GCC unroll 4")
     for (long k = 0; k < K; k++) {
-        const __m256 b0 = _mm256_loadu_ps(bp + 16 * k);
-        const __m256 b1 = _mm256_loadu_ps(bp + 16 * k + 8);
+        const __m256 b0 = _mm256_loadu_ps(bp + ldb * k);
+        const __m256 b1 = _mm256_loadu_ps(bp + ldb * k + 8);
         for (int i = 0; i < m; i++) {
-            const __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+            const __m256 a = _mm256_broadcast_ss(A + i * sa + k * sk);
             c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
         }
@@ -60,16 +74,38 @@ fl_tile(const int m, long K, const float *A, long lda, const float *bp,
 
 /* Rows 0..m-1 (m <= 6) times one panel, each row count with its own unrolled tile. */
 static FL_TARGET void
-fl_tiles(long m, long K, const float *A, long lda, const float *bp, float *C, long ldc,
-         int accumulate)
+fl_tiles(long m, long K, const float *A, long sa, long sk, const float *bp, long ldb,
+         float *C, long ldc, int accumulate)
 {
     switch (m) {
-    case 6: fl_tile(6, K, A, lda, bp, C, ldc, accumulate); break;
-    case 5: fl_tile(5, K, A, lda, bp, C, ldc, accumulate); break;
-    case 4: fl_tile(4, K, A, lda, bp, C, ldc, accumulate); break;
-    case 3: fl_tile(3, K, A, lda, bp, C, ldc, accumulate); break;
-    case 2: fl_tile(2, K, A, lda, bp, C, ldc, accumulate); break;
-    case 1: fl_tile(1, K, A, lda, bp, C, ldc, accumulate); break;
+    case 6: fl_tile(6, K, A, sa, sk, bp, ldb, C, ldc, accumulate); break;
+    case 5: fl_tile(5, K, A, sa, sk, bp, ldb, C, ldc, accumulate); break;
+    case 4: fl_tile(4, K, A, sa, sk, bp, ldb, C, ldc, accumulate); break;
+    case 3: fl_tile(3, K, A, sa, sk, bp, ldb, C, ldc, accumulate); break;
+    case 2: fl_tile(2, K, A, sa, sk, bp, ldb, C, ldc, accumulate); break;
+    case 1: fl_tile(1, K, A, sa, sk, bp, ldb, C, ldc, accumulate); break;
+    }
+}
+
+/* C's columns j0..j0+n-1 (n <= 16) for all M rows of A; B's 16 columns
+ * from bp (row stride ldb; n < 16: through a buffer of tmp, n columns used). */
+static FL_TARGET void
+fl_panel(long M, long n, long K, const float *A, long sa, long sk, const float *bp, long ldb,
+         float *C, long ldc, int accumulate)
+{
+    for (long i = 0; i < M; i += 6) {
+        const long m = M - i < 6 ? M - i : 6;
+        float *c = C + i * ldc;
+        if (n == 16) {
+            fl_tiles(m, K, A + i * sa, sa, sk, bp, ldb, c, ldc, accumulate);
+        } else {
+            float tmp[6 * 16];
+            fl_tiles(m, K, A + i * sa, sa, sk, bp, ldb, tmp, 16, 0);
+            for (long r = 0; r < m; r++)
+                for (long j = 0; j < n; j++)
+                    c[r * ldc + j] = accumulate ? c[r * ldc + j] + tmp[r * 16 + j]
+                                                : tmp[r * 16 + j];
+        }
     }
 }
 
@@ -79,21 +115,29 @@ fl_sgemm_packed(long M, long N, long K, const float *A, long lda, const float *B
                 float *C, long ldc, int accumulate)
 {
     for (long p = 0; p * 16 < N; p++) {
-        const float *bp = Bp + p * K * 16;
         const long n = N - p * 16 < 16 ? N - p * 16 : 16;
-        for (long i = 0; i < M; i += 6) {
-            const long m = M - i < 6 ? M - i : 6;
-            float *c = C + i * ldc + p * 16;
-            if (n == 16) {
-                fl_tiles(m, K, A + i * lda, lda, bp, c, ldc, accumulate);
-            } else {  /* the last, partial panel: through a buffer */
-                float tmp[6 * 16];
-                fl_tiles(m, K, A + i * lda, lda, bp, tmp, 16, 0);
-                for (long r = 0; r < m; r++)
-                    for (long j = 0; j < n; j++)
-                        c[r * ldc + j] = accumulate ? c[r * ldc + j] + tmp[r * 16 + j]
-                                                    : tmp[r * 16 + j];
-            }
+        fl_panel(M, n, K, A, lda, 1, Bp + p * K * 16, 16, C + p * 16, ldc, accumulate);
+    }
+}
+
+/* C = X^T Y (accumulate = 0) or C += X^T Y, X (K x M, row stride ldx),
+ * Y (K x N, row stride ldy); tmp: room for K x 16 floats (a partial panel of
+ * Y, zero-padded, when N is not a multiple of 16). */
+FL_TARGET void
+fl_sgemm_tn(long M, long N, long K, const float *X, long ldx, const float *Y, long ldy,
+            float *C, long ldc, int accumulate, float *tmp)
+{
+    for (long j = 0; j < N; j += 16) {
+        const long n = N - j < 16 ? N - j : 16;
+        const float *bp = Y + j;
+        long ldb = ldy;
+        if (n < 16) {
+            for (long k = 0; k < K; k++)
+                for (long jj = 0; jj < 16; jj++)
+                    tmp[k * 16 + jj] = jj < n ? Y[k * ldy + j + jj] : 0.0f;
+            bp = tmp;
+            ldb = 16;
         }
+        fl_panel(M, n, K, X, 1, ldx, bp, ldb, C + j, ldc, accumulate);
     }
 }

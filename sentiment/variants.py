@@ -56,7 +56,7 @@ def param_init_conv(options, params, rng):
     return params
 
 
-def conv_pool(tparams, x, mask, width, pool):
+def conv_pool(tparams, x, mask, width, pool, dot=pt.dot):
     """Convolution over time (ReLU, "same" padding), then max-pooling over time.
 
     Parameters
@@ -65,6 +65,8 @@ def conv_pool(tparams, x, mask, width, pool):
     mask : tensor, ``(n_timesteps, n_samples)``
     width, pool : int
         Filter width and pooling size (= stride) in time steps.
+    dot : callable
+        The matrix product (``pt.dot``, or ``fused_lstm.dot``).
 
     Returns
     -------
@@ -84,7 +86,7 @@ def conv_pool(tparams, x, mask, width, pool):
     left = (width - 1) // 2
     zeros = pt.zeros((width - 1, n_samples, x.shape[2]), dtype=x.dtype)
     padded = pt.concatenate([zeros[:left], x, zeros[left:]], axis=0)
-    h = sum(pt.dot(padded[k:k + n_steps], W[k]) for k in range(width)) + b
+    h = sum(dot(padded[k:k + n_steps], W[k]) for k in range(width)) + b
     h = pt.maximum(h, 0.0) * mask[:, :, None]
     if pool == 1:
         return h, mask

@@ -582,3 +582,40 @@ def test_softmax_runs_inlined_as_c_ops():
     zv = np.array([[1.0, 2.0], [0.0, -3.0]], dtype=config.floatX)
     want = np.exp(zv) / np.exp(zv).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(f(zv), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(5, 7, 3), (16, 128, 2), (3, 20, 33)])
+def test_dot_and_its_gradients_match_numpy(dtype, shape):
+    """fused_lstm.dot: a @ b, and the gradients of a cost of it, as pt.dot's."""
+    rng = np.random.default_rng(11)
+    M, K, N = shape
+    a_val = rng.standard_normal((M, K)).astype(dtype)
+    b_val = rng.standard_normal((K, N)).astype(dtype)
+    a, b = pt.matrix(dtype=dtype), pt.matrix(dtype=dtype)
+    weights = rng.standard_normal((M, N)).astype(dtype)
+    outs = []
+    for fn in (fused_lstm.dot, pt.dot):
+        c = fn(a, b)
+        cost = (pt.tanh(c) * weights).sum()
+        outs.append(pytensor.function([a, b], [c] + pytensor.grad(cost, [a, b]))(a_val, b_val))
+    # Sums of up to 128 float32 products in two orders: rounding of ~1e-6 of their size.
+    tol = dict(rtol=1e-4, atol=2e-5) if dtype == "float32" else TOL[dtype]
+    for got, want in zip(*outs):
+        np.testing.assert_allclose(got, want, **tol)
+    np.testing.assert_allclose(outs[0][0], a_val.astype("float64") @ b_val, **tol)
+
+
+def test_dot_sums_each_element_in_k_order_whatever_the_rows():
+    """Row i of a @ b is the same bits whether computed alone or with other rows
+    (tiles of 6 rows), as the LSTM's thread blocks need."""
+    rng = np.random.default_rng(12)
+    if fused_lstm._PACKED_GEMM is None:
+        pytest.skip("no packed GEMM here: " + fused_lstm.gemm_kernel)
+    a_val = rng.standard_normal((13, 300)).astype("float32")
+    b_val = rng.standard_normal((300, 40)).astype("float32")
+    a, b = pt.matrix(dtype="float32"), pt.matrix(dtype="float32")
+    f = pytensor.function([a, b], fused_lstm.dot(a, b))
+    whole = f(a_val, b_val)
+    for i in range(13):
+        np.testing.assert_array_equal(f(a_val[i:i + 1], b_val)[0], whole[i])
