@@ -56,7 +56,7 @@ import urllib.request
 from tqdm import tqdm
 
 import imdb
-from sentiment import moses
+from sentiment import digests, moses
 from sentiment.corpus import (DEFAULT_SEED, DEFAULT_TEST_PORTION, group_order,
                               needs_labels_file, read_csv_corpus,
                               read_folder_corpus, read_label_files,
@@ -440,6 +440,7 @@ def write_corpus(corpus, out_dir, name="imdb", workers=None, progress=True,
     written = _write_dataset(out_dir, name, x, y, n_train, dictionary,
                              corpus.labels)
     say("wrote " + ", ".join(written))
+    say("%s: SHA-256 %s" % (written[0], digests.file_sha256(written[0])))
     return written[0], written[1]
 
 
@@ -511,8 +512,9 @@ def download_archive(dest, url=STANFORD_URL, progress=True):
     Raises
     ------
     DataError
-        If the download fails; the message tells how to use a local
-        copy instead (``--source PATH`` or ``IMDB_SOURCE``).
+        If the download fails, or the Stanford archive has not its published
+        SHA-256; the message tells how to use a local copy instead
+        (``--source PATH`` or ``IMDB_SOURCE``).
     """
     dest = os.fspath(dest)
     part = dest + ".part"
@@ -531,6 +533,8 @@ def download_archive(dest, url=STANFORD_URL, progress=True):
                     bar.update(len(block))
         if total is not None and done < total:
             raise OSError("got %d of %d bytes" % (done, total))
+        if url == STANFORD_URL:  # its published SHA-256, else not used
+            digests.check_download(part, url)
         os.replace(part, dest)
     except (OSError, ValueError, urllib.error.URLError) as error:
         if os.path.exists(part):
@@ -614,6 +618,7 @@ def ensure_dataset(path="data/imdb.pkl", source=None, download=True):
     out_dir = os.path.dirname(path) or "."
     os.makedirs(out_dir, exist_ok=True)
     print(f"{path} not found: building it from {source}", flush=True)
+    print(digests.source_note(source), flush=True)
     build_dataset(source, out_dir=out_dir,
                   name=os.path.basename(imdb.dataset_stem(path)))
     if not os.path.exists(path):
@@ -864,6 +869,8 @@ def _read_corpus(args, parser):
         if not os.path.exists(source):
             os.makedirs(args.out, exist_ok=True)
             download_archive(source, args.url, progress=not args.quiet)
+    if not args.quiet and os.path.exists(source):
+        print(digests.source_note(source))
     return read_folder_corpus(source, args.encoding)
 
 

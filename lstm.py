@@ -32,7 +32,7 @@ from pytensor import config
 
 import imdb
 import imdb_preprocess
-from sentiment import cli, embeddings, fused_lstm, variants
+from sentiment import cli, digests, embeddings, fused_lstm, variants
 from sentiment import evaluate as evaluation, predict as prediction
 from sentiment.config import Config, checkpoint_path
 from sentiment.errors import DataError, report
@@ -580,13 +580,15 @@ def check_files(options, resume=None):
 
 
 def model_params(options, data, rngs, resume, out):
-    """The options completed from the data (``ydim``, ``dict_sha256``) and the
-    parameters training starts from: drawn, then pre-trained vectors and a
-    reloaded model applied (not when resuming: the checkpoint has them)."""
+    """The options completed from the data (``ydim``, ``dict_sha256``,
+    ``dataset_sha256``) and the parameters training starts from: drawn, then
+    pre-trained vectors and a reloaded model applied (not when resuming: the
+    checkpoint has them)."""
     words = read_dictionary(options, required=bool(options.embeddings) and not resume)
     options = dataclasses.replace(options, ydim=int(max(data[0][1])) + 1,
                                   dict_sha256=dictionary_digest(words, options.n_words)
-                                  if words is not None else "")
+                                  if words is not None else "",
+                                  dataset_sha256=digests.file_sha256(options.dataset))
     print("model options", json.dumps(dataclasses.asdict(options), sort_keys=True), file=out)
     if options.pad_to and options.maxlen:
         print("note: --maxlen %d drops the training reviews of %d tokens or more before "

@@ -78,6 +78,7 @@ class Config:
     monitor: str = "train,test"  # splits evaluated with valid at each validation ("": none)
     ydim: int = 0  # number of classes; set from the data (max label + 1)
     dict_sha256: str = ""  # set from the data: digest of the dictionary's first n_words
+    dataset_sha256: str = ""  # set from the data: SHA-256 of the dataset file
 
     @property
     def emb_dim(self):
