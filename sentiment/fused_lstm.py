@@ -467,6 +467,7 @@ _BLAS_THREADS = None  # (get, set) of NumPy's OpenBLAS thread count, or None: se
 ROW_SPLIT_ROWS = 16  # rows per thread from which the rows are shared out
 FORWARD_CHUNK_ROWS = 256  # steps x rows per projection chunk (small batches)
 BACKWARD_CHUNK_ROWS = 512  # steps x rows per gradient chunk (small batches)
+LARGE_CHUNKS = 8  # gradient chunks of a batch of 2 ROW_SPLIT_ROWS rows or more (1, 2, 4, 8 threads)
 
 
 _setup_lock = threading.Lock()
@@ -737,7 +738,8 @@ def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
     # The weight gradients are summed chunk by chunk of steps, each chunk into
     # its own buffers, then the chunks in their order: the chunks depend on the
     # shapes alone, so the sums do not depend on the schedule or the threads.
-    chunks = _chunks(n_steps, n_samples, BACKWARD_CHUNK_ROWS)
+    chunks = (_chunks(n_steps, n_samples, BACKWARD_CHUNK_ROWS)
+              if n_samples < 2 * ROW_SPLIT_ROWS else _blocks(n_steps, LARGE_CHUNKS))
     parts = _grad_parts(W, U, len(chunks))
     jobs = [grads + part + steps for part, steps in zip(parts, chunks)]
     schedule = _schedule(n_samples)

@@ -30,6 +30,8 @@
 #include <immintrin.h>
 
 #define FL_TARGET __attribute__((target("avx2,fma")))
+#define FL_ROWS 48   /* rows of A kept in cache by fl_sgemm_packed */
+#define FL_DEPTH 256 /* values of k per block in fl_sgemm_tn */
 
 int fl_cpu_ok(void)
 {
@@ -46,30 +48,31 @@ static inline __attribute__((always_inline)) FL_TARGET void
 fl_tile(const int m, long K, const float *A, long sa, long sk, const float *bp, long ldb,
         float *C, long ldc, int accumulate)
 {
-    __m256 c0[6], c1[6];
-    for (int i = 0; i < m; i++) {
-        c0[i] = _mm256_setzero_ps();
-        c1[i] = _mm256_setzero_ps();
+    /* Named accumulators (an array would be kept in memory by the compiler). */
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#define FL_LOAD(i) if (m > i) { c##i##0 = _mm256_loadu_ps(C + i * ldc); \
+                                c##i##1 = _mm256_loadu_ps(C + i * ldc + 8); }
+    if (accumulate == 2) {  /* go on with the sums held in C */
+        FL_LOAD(0) FL_LOAD(1) FL_LOAD(2) FL_LOAD(3) FL_LOAD(4) FL_LOAD(5)
     }
+#define FL_ROW(i) if (m > i) { const __m256 a = _mm256_broadcast_ss(A + i * sa + k * sk); \
+                               c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0); \
+                               c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1); }
     _Pragma("GCC unroll 4")
     for (long k = 0; k < K; k++) {
         const __m256 b0 = _mm256_loadu_ps(bp + ldb * k);
         const __m256 b1 = _mm256_loadu_ps(bp + ldb * k + 8);
-        for (int i = 0; i < m; i++) {
-            const __m256 a = _mm256_broadcast_ss(A + i * sa + k * sk);
-            c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
-            c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
-        }
+        FL_ROW(0) FL_ROW(1) FL_ROW(2) FL_ROW(3) FL_ROW(4) FL_ROW(5)
     }
-    for (int i = 0; i < m; i++) {
-        float *c = C + i * ldc;
-        if (accumulate) {
-            c0[i] = _mm256_add_ps(_mm256_loadu_ps(c), c0[i]);
-            c1[i] = _mm256_add_ps(_mm256_loadu_ps(c + 8), c1[i]);
-        }
-        _mm256_storeu_ps(c, c0[i]);
-        _mm256_storeu_ps(c + 8, c1[i]);
-    }
+#define FL_STORE(i) if (m > i) { float *c = C + i * ldc; \
+        if (accumulate == 1) { c##i##0 = _mm256_add_ps(_mm256_loadu_ps(c), c##i##0); \
+                               c##i##1 = _mm256_add_ps(_mm256_loadu_ps(c + 8), c##i##1); } \
+        _mm256_storeu_ps(c, c##i##0); _mm256_storeu_ps(c + 8, c##i##1); }
+    FL_STORE(0) FL_STORE(1) FL_STORE(2) FL_STORE(3) FL_STORE(4) FL_STORE(5)
+#undef FL_LOAD
+#undef FL_ROW
+#undef FL_STORE
 }
 
 /* Rows 0..m-1 (m <= 6) times one panel, each row count with its own unrolled tile. */
@@ -99,12 +102,16 @@ fl_panel(long M, long n, long K, const float *A, long sa, long sk, const float *
         if (n == 16) {
             fl_tiles(m, K, A + i * sa, sa, sk, bp, ldb, c, ldc, accumulate);
         } else {
-            float tmp[6 * 16];
-            fl_tiles(m, K, A + i * sa, sa, sk, bp, ldb, tmp, 16, 0);
+            float tmp[6 * 16] = {0};
+            if (accumulate == 2)
+                for (long r = 0; r < m; r++)
+                    for (long j = 0; j < n; j++)
+                        tmp[r * 16 + j] = c[r * ldc + j];
+            fl_tiles(m, K, A + i * sa, sa, sk, bp, ldb, tmp, 16, accumulate == 2 ? 2 : 0);
             for (long r = 0; r < m; r++)
                 for (long j = 0; j < n; j++)
-                    c[r * ldc + j] = accumulate ? c[r * ldc + j] + tmp[r * 16 + j]
-                                                : tmp[r * 16 + j];
+                    c[r * ldc + j] = accumulate == 1 ? c[r * ldc + j] + tmp[r * 16 + j]
+                                                     : tmp[r * 16 + j];
         }
     }
 }
@@ -114,9 +121,15 @@ FL_TARGET void
 fl_sgemm_packed(long M, long N, long K, const float *A, long lda, const float *Bp,
                 float *C, long ldc, int accumulate)
 {
-    for (long p = 0; p * 16 < N; p++) {
-        const long n = N - p * 16 < 16 ? N - p * 16 : 16;
-        fl_panel(M, n, K, A, lda, 1, Bp + p * K * 16, 16, C + p * 16, ldc, accumulate);
+    /* Blocks of FL_ROWS rows of A, which stay in cache while every panel of B
+     * passes (the order of the sums of one element does not change). */
+    for (long i = 0; i < M; i += FL_ROWS) {
+        const long mb = M - i < FL_ROWS ? M - i : FL_ROWS;
+        for (long p = 0; p * 16 < N; p++) {
+            const long n = N - p * 16 < 16 ? N - p * 16 : 16;
+            fl_panel(mb, n, K, A + i * lda, lda, 1, Bp + p * K * 16, 16, C + i * ldc + p * 16,
+                     ldc, accumulate);
+        }
     }
 }
 
@@ -127,6 +140,17 @@ FL_TARGET void
 fl_sgemm_tn(long M, long N, long K, const float *X, long ldx, const float *Y, long ldy,
             float *C, long ldc, int accumulate, float *tmp)
 {
+    /* Blocks of FL_DEPTH values of k: each element's chain of sums is stored in C
+     * at the end of a block and goes on from there in the next (the same sums,
+     * in the same order, as one chain). */
+    if (K > FL_DEPTH && accumulate != 1) {
+        for (long k = 0; k < K; k += FL_DEPTH) {
+            const long kb = K - k < FL_DEPTH ? K - k : FL_DEPTH;
+            fl_sgemm_tn(M, N, kb, X + k * ldx, ldx, Y + k * ldy, ldy, C, ldc,
+                        k == 0 ? accumulate : 2, tmp);
+        }
+        return;
+    }
     for (long j = 0; j < N; j += 16) {
         const long n = N - j < 16 ? N - j : 16;
         const float *bp = Y + j;
