@@ -378,6 +378,15 @@ def dict_path_for(dataset_path):
     return compressed
 
 
+def load_dict_beside(dataset_path, required=False):
+    """The word dictionary that goes with a dataset file (:func:`dict_path_for`),
+    or None when there is none and it is not ``required``."""
+    path = dict_path_for(dataset_path)
+    if not required and not os.path.exists(path):
+        return None
+    return load_dict(path)
+
+
 def labels_path_for(dataset_path):
     """Name the label names file that goes with a dataset file.
 

@@ -40,7 +40,7 @@ from sentiment.files import read_npz
 from sentiment.modelfile import (dictionary_digest, load_options, load_params, params_digest,
                                  save_model)
 from sentiment.optimizers import adam, clip_norm, weight_average, zeros_like_params
-from sentiment.summary import model_summary
+from sentiment.summary import model_summary, print_summary
 from sentiment.training import StopRequest, Trainer, read_checkpoint
 
 
@@ -561,15 +561,6 @@ def load_splits(options, rngs, source=None, out=None):
     return train, valid, test
 
 
-def read_dictionary(options, required=False):
-    """The word dictionary beside ``options.dataset``, or None if there is none
-    (an error when ``required``)."""
-    path = imdb.dict_path_for(options.dataset)
-    if not required and not os.path.exists(path):
-        return None
-    return imdb.load_dict(path)
-
-
 def check_files(options, resume=None):
     """Fail at once, before the slow work, on a model or vectors file that is
     missing or unreadable (each error names the file given)."""
@@ -584,7 +575,8 @@ def model_params(options, data, rngs, resume, out):
     ``dataset_sha256``) and the parameters training starts from: drawn, then
     pre-trained vectors and a reloaded model applied (not when resuming: the
     checkpoint has them)."""
-    words = read_dictionary(options, required=bool(options.embeddings) and not resume)
+    words = imdb.load_dict_beside(options.dataset,
+                                  required=bool(options.embeddings) and not resume)
     options = dataclasses.replace(options, ydim=int(max(data[0][1])) + 1,
                                   dict_sha256=dictionary_digest(words, options.n_words)
                                   if words is not None else "",
@@ -698,20 +690,22 @@ def final_errors(trainer, model, data, out):
 # A saved model: prediction on raw text (lstm.py predict) and evaluation
 # (lstm.py evaluate), in sentiment.predict and sentiment.evaluate.
 # ---------------------------------------------------------------------------
-def load_model(model, options=None):
-    """A saved model: ``(options, f_pred_prob, classify)``.
-
-    ``f_pred_prob(x, mask)`` is the compiled model; ``classify(seqs)`` gives
-    the class probabilities ``(len(seqs), ydim)`` of word-id sequences, in
-    minibatches made as in training. The options come from the JSON beside
-    ``model`` unless given; the arrays must fit them (else a one-line
-    :class:`DataError`).
-    """
+def saved_model(model, options=None):
+    """A saved model's options (from the JSON beside ``model`` unless given) and
+    parameters, which must fit them (else a one-line :class:`DataError`)."""
     options = options or load_options(model)
     if not options.ydim:
         raise DataError("%s: its options have no ydim (not saved by training)" % model)
     options = dataclasses.replace(options, lstm_impl="fused")
-    params = load_params(model, init_params(options, make_rngs(0)["init"]))
+    return options, load_params(model, init_params(options, make_rngs(0)["init"]))
+
+
+def load_model(model, options=None):
+    """A saved model (:func:`saved_model`): ``(options, f_pred_prob, classify)``.
+    ``f_pred_prob(x, mask)`` is the compiled model; ``classify(seqs)`` gives
+    the class probabilities ``(len(seqs), ydim)`` of word-id sequences, in
+    minibatches made as in training."""
+    options, params = saved_model(model, options)
     built = build_model(init_tparams(params), options, np.random.default_rng(0))
     f_pred_prob = pytensor.function([built["x"], built["mask"]], built["pred"],
                                     name="f_pred_prob", mode=fused_lstm.compile_mode(options.mode))
@@ -726,8 +720,7 @@ def load_model(model, options=None):
 def load_states(model, options):
     """A saved model's ``(options, params, states)``: ``states(x, mask)`` gives the
     hidden states before pooling and the embeddings (``encode_reviews``'s taps)."""
-    options = dataclasses.replace(options, lstm_impl="fused")
-    params = load_params(model, init_params(options, make_rngs(0)["init"]))
+    options, params = saved_model(model, options)
     x, mask, taps = pt.matrix("x", dtype="int64"), pt.matrix("mask", dtype=config.floatX), {}
     encode_reviews(init_tparams(params), options, x, mask, taps=taps)
     return options, params, pytensor.function([x, mask], [taps["states"], taps["emb"]],
@@ -755,22 +748,6 @@ def evaluate_model(model, dataset=None, split="test"):
     return evaluation.evaluate_model(model, load_model, dataset, split)
 
 
-def print_summary(options, out=None):
-    """``--summary``: the model's table, without training (``ydim`` from the
-    dataset when it is there, else 2)."""
-    ydim = options.ydim
-    if not ydim:
-        if os.path.exists(options.dataset):
-            train, _ = imdb.load_dataset_file(options.dataset)
-            ydim = int(max(train[1])) + 1
-        else:
-            ydim = 2
-            print("(%s not found: 2 classes assumed)" % options.dataset, file=out)
-    options = dataclasses.replace(options, ydim=ydim)
-    print(model_summary(options, init_params(options, make_rngs(options.seed)["init"])),
-          file=out)
-
-
 def main(argv=None):
     """``python lstm.py [predict|evaluate] ...``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -792,8 +769,8 @@ def main(argv=None):
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        if summary:
-            print_summary(options)
+        if summary:  # the parameters as training would draw them
+            print_summary(options, lambda o: init_params(o, make_rngs(o.seed)["init"]))
             return 0
         result = train_lstm(options, source=source, resume=resume)
     except DataError as exc:

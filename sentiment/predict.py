@@ -3,7 +3,9 @@
 :class:`Predictor` tokenizes a text as ``imdb_preprocess.py`` did, maps it
 through the model's dictionary (checked against the digest saved with the
 model) and classifies it. The model is loaded by the function passed in,
-``lstm.load_model``: this module holds no model code of its own.
+``lstm.load_model``: this module holds no model code of its own. With
+``--explain`` (``--top K``, ``--html FILE``) it also says which words moved
+each prediction (:mod:`sentiment.explain`).
 """
 import argparse
 import json
@@ -14,8 +16,10 @@ import numpy as np
 
 import imdb
 import imdb_preprocess
+from sentiment import explain_html, explain_text
 from sentiment.config import Config, model_paths
 from sentiment.errors import DataError, report
+from sentiment.explain import Explainer
 from sentiment.modelfile import dictionary_digest, load_options
 
 
@@ -56,9 +60,19 @@ class Predictor:
 
     def encode(self, text):
         """Word ids of ``text`` (ids >= n_words and unknown words become 1)."""
+        return self.encode_tokens(text)[1]
+
+    def encode_tokens(self, text):
+        """The tokens of ``text`` and their word ids, as :meth:`encode`."""
         tokens = imdb_preprocess.tokenize(text)
-        return imdb.remove_unk(imdb_preprocess.encode([tokens], self.words),
-                               self.options.n_words)[0]
+        return tokens, imdb.remove_unk(imdb_preprocess.encode([tokens], self.words),
+                                       self.options.n_words)[0]
+
+    def explainer(self, model, load_states):
+        """A :class:`sentiment.explain.Explainer` of this model; ``load_states(model,
+        options) -> (options, params, states)`` is ``lstm.load_states``."""
+        _, params, states = load_states(model, self.options)
+        return Explainer(self, params, states, model)
 
     def predict_proba(self, texts):
         """Class probabilities, ``(len(texts), ydim)``."""
@@ -97,14 +111,15 @@ def label_names(options):
     return names
 
 
-def main(argv, load_model):
-    """``lstm.py predict``: label and probability of each text."""
+def build_parser():
+    """The command line of ``lstm.py predict``."""
     p = argparse.ArgumentParser(
         prog="lstm.py predict",
         description="Classify raw reviews with a saved model: one line per review, "
                     "'label<TAB>probability<TAB>text'. Texts come from the arguments, "
                     "else --file, else standard input (one review per line; blank "
-                    "lines are skipped).",
+                    "lines are skipped). --explain also shows which words moved each "
+                    "prediction and by how much.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("texts", nargs="*", help="reviews to classify")
     p.add_argument("--model", default=Config().saveto, help="the saved model (.npz)")
@@ -114,23 +129,64 @@ def main(argv, load_model):
                    help="read reviews from this file, one per line ('-': stdin)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per review (text, label, name, "
-                        "probability, probs)")
+                        "probability, probs; with --explain, the tokens and their scores)")
+    p.add_argument("--explain", action="store_true",
+                   help="show each token's contribution to the score (pos - neg; with more "
+                        "classes, the predicted class - the runner-up): coloured in a "
+                        "terminal, word(+0.12) otherwise; exact for mean/max/meanmax "
+                        "pooling, occlusion otherwise (the output says which)")
+    p.add_argument("--top", type=int, default=0, metavar="K",
+                   help="with --explain: list the K strongest words each way")
+    p.add_argument("--html", default=None, metavar="FILE",
+                   help="with --explain: also write a self-contained HTML page of the "
+                        "highlighted reviews (a plot of the score for a single review)")
+    p.add_argument("--label", default=None, metavar="LABEL",
+                   help="with --explain: explain this class's score (name or id) against "
+                        "the strongest other class")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return p
+
+
+def read_texts(args, parser):
+    """The texts to classify: the arguments, else ``--file``, else stdin."""
+    texts = args.texts
+    if not texts:
+        if args.file and args.file != "-":
+            try:
+                with open(args.file, encoding="utf-8") as f:
+                    texts = f.read().splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DataError("%s: cannot read (%s)" % (args.file, exc)) from None
+        else:
+            texts = sys.stdin.read().splitlines()
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        parser.error("no text to classify")
+    return texts
+
+
+def explain_texts(args, texts, load_model, load_states):
+    """``--explain``: explain ``texts``, write the page if asked, print them."""
+    predictor = Predictor(args.model, load_model, args.dict)
+    results = predictor.explainer(args.model, load_states).explain(texts, args.label)
+    if args.html:
+        explain_html.write_page(args.html, results, subtitle="model %s" % args.model,
+                                top=args.top or 10)
+    explain_text.print_results(results, sys.stdout, args.top, args.json)
+
+
+def main(argv, load_model, load_states=None):
+    """``lstm.py predict``: label and probability of each text (``--explain``:
+    and why; ``load_states`` is ``lstm.load_states``)."""
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.top < 0:
+        p.error("--top must be 0 or more")
     try:
-        texts = args.texts
-        if not texts:
-            if args.file and args.file != "-":
-                try:
-                    with open(args.file, encoding="utf-8") as f:
-                        texts = f.read().splitlines()
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise DataError("%s: cannot read (%s)" % (args.file, exc)) from None
-            else:
-                texts = sys.stdin.read().splitlines()
-        texts = [t for t in texts if t.strip()]
-        if not texts:
-            p.error("no text to classify")
+        texts = read_texts(args, p)
+        if args.explain or args.top or args.html or args.label is not None:
+            explain_texts(args, texts, load_model, load_states)
+            return 0
         results = Predictor(args.model, load_model, args.dict).predict(texts)
     except (DataError, ValueError) as exc:
         if args.debug:

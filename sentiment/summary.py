@@ -1,5 +1,9 @@
 """A Keras-like ``model.summary()``: each layer of the model ``options``
 describe, its output shape and parameter count (``lstm.py --summary``)."""
+import dataclasses
+import os
+
+import imdb
 from sentiment.variants import lstm_prefixes, pooled_dim, trainable_params
 
 
@@ -66,3 +70,19 @@ def model_summary(options, params):
               "Trainable params: {:,}".format(total - fixed),
               "Non-trainable params: {:,}".format(fixed)]
     return "\n".join(lines)
+
+
+def print_summary(options, draw, out=None):
+    """``lstm.py --summary``: the table of the model ``options`` describe, its
+    parameters drawn by ``draw(options)`` (``ydim`` from the dataset when it is
+    there, else 2), without training."""
+    ydim = options.ydim
+    if not ydim:
+        if os.path.exists(options.dataset):
+            train, _ = imdb.load_dataset_file(options.dataset)
+            ydim = int(max(train[1])) + 1
+        else:
+            ydim = 2
+            print("(%s not found: 2 classes assumed)" % options.dataset, file=out)
+    options = dataclasses.replace(options, ydim=ydim)
+    print(model_summary(options, draw(options)), file=out)
