@@ -38,6 +38,7 @@ import pytensor  # noqa: E402
 
 from sentiment import fused_lstm  # noqa: E402
 from sentiment.config import LSTM_IMPLS, Config  # noqa: E402
+from sentiment.machine import cpu_info, describe  # noqa: E402
 
 DIM, N_WORDS, YDIM = 128, 10000, 2
 
@@ -272,7 +273,9 @@ def main(argv=None):
           % (pytensor.__version__, Config().mode,
              os.environ.get("OPENBLAS_NUM_THREADS", "unset"), torch.__version__,
              torch.get_num_threads(), "on" if torch.backends.mkldnn.enabled else "off", gflops))
+    fused_lstm.setup()
     print("Fused LSTM's per-step GEMM: %s" % fused_lstm.gemm_kernel)
+    print(describe())
     shapes = [bench_shape(T, B, args, gflops) for T, B in args.shapes]
     if args.json:
         with open(args.json, "w") as f:
@@ -281,7 +284,7 @@ def main(argv=None):
                                           for s in shapes},
                            gemm_gflops=gflops, torch_threads=torch.get_num_threads(),
                            torch_onednn=bool(torch.backends.mkldnn.enabled),
-                           fused_gemm=fused_lstm.gemm_kernel,
+                           fused_gemm=fused_lstm.gemm_kernel, machine=cpu_info(),
                            openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS")), f, indent=2)
             f.write("\n")
 
