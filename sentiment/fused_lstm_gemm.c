@@ -28,8 +28,10 @@
  * or without a C compiler, it calls the BLAS (whose sums may differ by CPU).
  */
 #include <immintrin.h>
+#include <stdlib.h>
 
 #define FL_TARGET __attribute__((target("avx2,fma")))
+#define FL_TARGET512 __attribute__((target("avx512f,avx2,fma")))
 #define FL_ROWS 48   /* rows of A kept in cache by fl_sgemm_packed */
 #define FL_DEPTH 256 /* values of k per block in fl_sgemm_tn */
 
@@ -116,6 +118,74 @@ fl_panel(long M, long n, long K, const float *A, long sa, long sk, const float *
     }
 }
 
+/* The same sums with 512-bit vectors, where the CPU has AVX-512: one tile is
+ * up to 6 rows x 32 columns, two panels of B (rows at b0 + k * ldb and
+ * b1 + k * ldb). Each element is still one chain of fused multiply-adds in
+ * the order of k: the results are the AVX2 kernel's, bit for bit. Off with
+ * FUSED_LSTM_AVX512=0 (to compare). */
+static int fl_avx512 = -1;
+
+static int
+fl_use_avx512(void)
+{
+    if (fl_avx512 < 0) {
+        const char *env = getenv("FUSED_LSTM_AVX512");
+        __builtin_cpu_init();
+        fl_avx512 = __builtin_cpu_supports("avx512f") && !(env && env[0] == '0');
+    }
+    return fl_avx512;
+}
+
+static inline __attribute__((always_inline)) FL_TARGET512 void
+fl_tile512(const int m, long K, const float *A, long sa, long sk, const float *b0p,
+           const float *b1p, long ldb, float *C, long ldc, int accumulate)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+#define FL_LOAD(i) if (m > i) { c##i##0 = _mm512_loadu_ps(C + i * ldc); \
+                                c##i##1 = _mm512_loadu_ps(C + i * ldc + 16); }
+    if (accumulate == 2) {
+        FL_LOAD(0) FL_LOAD(1) FL_LOAD(2) FL_LOAD(3) FL_LOAD(4) FL_LOAD(5)
+    }
+#define FL_ROW(i) if (m > i) { const __m512 a = _mm512_set1_ps(A[i * sa + k * sk]); \
+                               c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0); \
+                               c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1); }
+    _Pragma("GCC unroll 4")
+    for (long k = 0; k < K; k++) {
+        const __m512 b0 = _mm512_loadu_ps(b0p + ldb * k);
+        const __m512 b1 = _mm512_loadu_ps(b1p + ldb * k);
+        FL_ROW(0) FL_ROW(1) FL_ROW(2) FL_ROW(3) FL_ROW(4) FL_ROW(5)
+    }
+#define FL_STORE(i) if (m > i) { float *c = C + i * ldc; \
+        if (accumulate == 1) { c##i##0 = _mm512_add_ps(_mm512_loadu_ps(c), c##i##0); \
+                               c##i##1 = _mm512_add_ps(_mm512_loadu_ps(c + 16), c##i##1); } \
+        _mm512_storeu_ps(c, c##i##0); _mm512_storeu_ps(c + 16, c##i##1); }
+    FL_STORE(0) FL_STORE(1) FL_STORE(2) FL_STORE(3) FL_STORE(4) FL_STORE(5)
+#undef FL_LOAD
+#undef FL_ROW
+#undef FL_STORE
+}
+
+/* C's 32 columns from two full panels of B, for all M rows of A. */
+static FL_TARGET512 void
+fl_panels512(long M, long K, const float *A, long sa, long sk, const float *b0p,
+             const float *b1p, long ldb, float *C, long ldc, int accumulate)
+{
+    for (long i = 0; i < M; i += 6) {
+        const long m = M - i < 6 ? M - i : 6;
+        const float *a = A + i * sa;
+        float *c = C + i * ldc;
+        switch (m) {
+        case 6: fl_tile512(6, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
+        case 5: fl_tile512(5, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
+        case 4: fl_tile512(4, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
+        case 3: fl_tile512(3, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
+        case 2: fl_tile512(2, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
+        case 1: fl_tile512(1, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
+        }
+    }
+}
+
 /* C = A B (accumulate = 0) or C += A B (accumulate = 1); B packed as above. */
 FL_TARGET void
 fl_sgemm_packed(long M, long N, long K, const float *A, long lda, const float *Bp,
@@ -125,7 +195,12 @@ fl_sgemm_packed(long M, long N, long K, const float *A, long lda, const float *B
      * passes (the order of the sums of one element does not change). */
     for (long i = 0; i < M; i += FL_ROWS) {
         const long mb = M - i < FL_ROWS ? M - i : FL_ROWS;
-        for (long p = 0; p * 16 < N; p++) {
+        long p = 0;
+        if (fl_use_avx512())
+            for (; (p + 2) * 16 <= N; p += 2)
+                fl_panels512(mb, K, A + i * lda, lda, 1, Bp + p * K * 16, Bp + (p + 1) * K * 16,
+                             16, C + i * ldc + p * 16, ldc, accumulate);
+        for (; p * 16 < N; p++) {
             const long n = N - p * 16 < 16 ? N - p * 16 : 16;
             fl_panel(mb, n, K, A + i * lda, lda, 1, Bp + p * K * 16, 16, C + i * ldc + p * 16,
                      ldc, accumulate);
@@ -151,7 +226,11 @@ fl_sgemm_tn(long M, long N, long K, const float *X, long ldx, const float *Y, lo
         }
         return;
     }
-    for (long j = 0; j < N; j += 16) {
+    long j0 = 0;
+    if (fl_use_avx512())
+        for (; j0 + 32 <= N; j0 += 32)
+            fl_panels512(M, K, X, 1, ldx, Y + j0, Y + j0 + 16, ldy, C + j0, ldc, accumulate);
+    for (long j = j0; j < N; j += 16) {
         const long n = N - j < 16 ? N - j : 16;
         const float *bp = Y + j;
         long ldb = ldy;
