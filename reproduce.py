@@ -78,7 +78,7 @@ def one_run(name, seed, args):
     with reporting.open_run_log(options.saveto) as log:
         status, result, error = reporting.train_run(lstm.train_lstm, options, log,
                                                     source=args.source)
-    record = dict(run=name, seed=seed, status=status, error=error)
+    record = dict(run=name, seed=seed, status=status, error=error, **environment())
     if result is not None:
         record.update(result)
         whole = lstm.evaluate_model(options.saveto)
@@ -119,14 +119,23 @@ def summary_rows(records):
     return rows
 
 
+def environment_lines(records, env):
+    """The environment the runs were made in (each record keeps its own; ``env``
+    for records made before they did)."""
+    def values(key, show):
+        return "; ".join(dict.fromkeys(show(r.get(key, env[key])) for r in records)) or show(
+            env[key])
+    return ["- Machine: %s" % values("machine", str),
+            "- Python %s; %s" % (values("python", str), values("packages", lambda p: ", ".join(
+                "%s %s" % kv for kv in p.items()))),
+            "- Commit: %s" % values("commit", str)]
+
+
 def report_text(records, env):
     """docs/reproduce.md: the environment, the summary, every run."""
     lines = ["# Reproduced results", "",
              "Made by `python reproduce.py` (see its `--help`); the README's figures are copied "
-             "from here.", "",
-             "- Machine: %s" % env["machine"], "- Python %s; %s" % (
-                 env["python"], ", ".join("%s %s" % kv for kv in env["packages"].items())),
-             "- Commit: %s" % env["commit"], ""]
+             "from here.", ""] + environment_lines(records, env) + [""]
     lines += ["## Mean ± std over seeds", ""]
     lines += reporting.markdown_table(["set-up", "figure", "seeds", "mean ± std"],
                                       summary_rows(records))
@@ -161,6 +170,7 @@ def main(argv=None):
             records.append(one_run(name, seed, args))
             reporting.write_text(results, reporting.jsonl_text(records, drop=("history_errs",)))
             reporting.write_text(args.report, report_text(records, environment()))
+        reporting.write_text(args.report, report_text(records, environment()))
     except DataError as exc:
         return report(PROG, exc)
     print("wrote %s and %s in %s" % (results, args.report, reporting.duration(time.time() - start)))
