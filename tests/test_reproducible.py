@@ -18,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # AVX2 and FMA. A change of the model's arithmetic changes it on purpose: then
 # update it here, and say so.
 EXPECTED_DIGEST = "cb5c0bb826d80b7b74b08233542ffb27ed6556fb6e91efad1f1f0b774d5c9bec"
+VARIANTS_DIGEST = "93f151653cab953859599f9bdd709c409b20c31a42c7720716b275b3e9291ebb"  # VARIANTS, below
 
 # Thirty epochs of a small model: training minibatches of 16 (the small-batch
 # schedule of the fused Ops) and evaluation minibatches of 40 (rows shared out
@@ -77,6 +78,34 @@ def test_the_digest_is_the_committed_one(reference):
                     % reference["kernel"])
     assert reference["test_err"] < 0.2  # it learnt something: the digest is of a real run
     assert reference["digest"] == EXPECTED_DIGEST
+
+
+# The variants of the presets: a convolution, two bidirectional layers, bigrams, mean and max
+# pooling, Adam with clipping, word dropout and a weight average.
+VARIANTS = r"""
+import json, sys
+import lstm
+from sentiment.config import Config
+options = Config(dataset=sys.argv[1], saveto="", dim_proj=12, n_words=60, max_epochs=3,
+                 batch_size=40, valid_batch_size=40, validFreq=5, maxlen=0, test_size=0,
+                 valid_portion=0.2, dispFreq=1000, conv_filters=8, layers=2, bidirectional=True,
+                 bigram_buckets=64, pooling="meanmax", optimizer="adam", lrate=0.01, clip_c=5.0,
+                 word_dropout=0.1, ema=0.9, pad_to=30)
+print(json.dumps(dict(digest=lstm.train_lstm(options, out=open("/dev/null", "w"))["params_sha256"])))
+"""
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_the_variants_too_at_any_thread_count(threads, corpus, tmp_path):
+    env = dict(os.environ, FUSED_LSTM_THREADS=threads)
+    outs = []
+    for avx512 in ("1", "0"):
+        done = subprocess.run([sys.executable, "-c", VARIANTS, corpus], cwd=ROOT,
+                              env=dict(env, FUSED_LSTM_AVX512=avx512), capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outs.append(json.loads(done.stdout.strip().splitlines()[-1])["digest"])
+    assert outs[0] == outs[1] == VARIANTS_DIGEST
 
 
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
