@@ -2,11 +2,12 @@
 import json
 import os
 
+import lstm
 import reproduce
 from conftest import synthetic_corpus, write_corpus
 
 
-def test_reproduce_reports_each_run_and_keeps_finished_ones(tmp_path, capsys):
+def test_reproduce_reports_each_run_and_keeps_finished_ones(tmp_path, capsys, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
     write_corpus(data / "mine.pkl", *synthetic_corpus(60, 30, seed=2))
@@ -30,3 +31,13 @@ def test_reproduce_reports_each_run_and_keeps_finished_ones(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("done before, kept") == 2 and "training" not in out
     assert os.path.exists(tmp_path / "runs" / "tutorial-seed7" / "train.log")
+    # The ensemble of a set-up's seeds (at the full level: --preset full's), on all test reviews.
+    records = [json.loads(line) for line in open(tmp_path / "runs" / "results.jsonl")]
+    args = reproduce.build_parser().parse_args(args)
+    monkeypatch.setattr(reproduce, "ENSEMBLE", "tutorial")
+    ensemble = reproduce.ensemble_record(records, args)
+    models = [str(tmp_path / "runs" / ("tutorial-seed%d" % s) / "lstm_model.npz") for s in (7, 8)]
+    assert ensemble["seed"] == "7 8" and ensemble["n_test_all"] == 30
+    assert ensemble["test_err_all"] == 1 - lstm.evaluate_model(models)["accuracy"]
+    assert "tutorial ensemble" in reproduce.report_text(records + [ensemble],
+                                                        reproduce.environment())
