@@ -10,6 +10,7 @@ import pytest
 import lstm
 import sentiment.config
 import sentiment.files
+from sentiment import digests
 import pytensor
 import pytensor.tensor as pt
 from pytensor import config
@@ -295,7 +296,8 @@ def test_short_training_learns(tmp_path, optimizer, lrate, epochs, capsys):
         assert saved["history_errs"].shape == (epochs, 2)
     options_path, log_path = sentiment.config.model_paths(opts.saveto)
     reloaded = lstm.load_options(options_path)
-    assert reloaded == dataclasses.replace(opts, ydim=2)
+    assert reloaded == dataclasses.replace(opts, ydim=2,
+                                           dataset_sha256=digests.file_sha256(corpus))
     records = [json.loads(line) for line in open(log_path)]
     assert len(records) == epochs and {"valid_err", "test_err", "update"} <= set(records[0])
 
