@@ -565,7 +565,7 @@ def check_files(options, resume=None):
     """Fail at once, before the slow work, on a model or vectors file that is
     missing or unreadable (each error names the file given)."""
     if options.reload_model and not resume:
-        read_npz(options.reload_model, "model")
+        read_npz(options.reload_model, "model", keys=())  # readable: its index, no array
     if options.embeddings and not resume and not os.path.isfile(options.embeddings):
         raise DataError("%s: no such embeddings file" % options.embeddings)
 

@@ -100,3 +100,17 @@ def corpus_path(tmp_path):
     """A small learnable two-class corpus written to ``tmp_path/imdb.pkl``."""
     train, test = synthetic_corpus()
     return write_corpus(tmp_path / "imdb.pkl", train, test)
+
+
+def train_text_model(tmp):
+    """Train, through ``lstm.py`` and imdb_preprocess, a small model on a tiny raw-text
+    corpus written in ``tmp``; returns the model's path (``tmp/m.npz``)."""
+    import lstm  # here: the data tests must not import PyTensor's model
+    write_raw_corpus(tmp, 80, 20)
+    model = str(tmp / "m.npz")
+    assert lstm.main(["--dataset", str(tmp / "data" / "imdb.pkl"),
+                      "--source", str(tmp / "aclImdb"), "--saveto", model,
+                      "--dim-proj", "8", "--max-epochs", "6", "--valid-freq", "-1",
+                      "--test-size", "0", "--valid-portion", "0.1", "--n-words", "20",
+                      "--optimizer", "adam", "--lrate", "0.02"]) == 0
+    return model

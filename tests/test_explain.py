@@ -12,7 +12,7 @@ import pytest
 
 import imdb
 import lstm
-from conftest import write_raw_corpus
+from conftest import train_text_model
 from sentiment import explain_html, explain_text
 from sentiment.config import Config
 from sentiment.explain import (Explainer, choose_classes, kept_span, method_for,
@@ -292,13 +292,7 @@ def text_model(tmp_path_factory):
     """A model trained through imdb_preprocess on a tiny raw-text corpus, and an
     untrained one of the same options (so that it makes mistakes)."""
     tmp = tmp_path_factory.mktemp("explain")
-    write_raw_corpus(tmp, 80, 20)
-    model = str(tmp / "m.npz")
-    assert lstm.main(["--dataset", str(tmp / "data" / "imdb.pkl"),
-                      "--source", str(tmp / "aclImdb"), "--saveto", model,
-                      "--dim-proj", "8", "--max-epochs", "6", "--valid-freq", "-1",
-                      "--test-size", "0", "--valid-portion", "0.1", "--n-words", "20",
-                      "--optimizer", "adam", "--lrate", "0.02"]) == 0
+    model = train_text_model(tmp)
     options = load_options(model)
     untrained = str(tmp / "untrained.npz")
     params = lstm.init_params(options, np.random.default_rng(4))

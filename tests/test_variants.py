@@ -19,7 +19,7 @@ import sentiment.config
 import sentiment.predict
 import sentiment.training
 import sentiment.variants
-from conftest import synthetic_corpus, write_corpus, write_raw_corpus
+from conftest import synthetic_corpus, train_text_model, write_corpus
 from test_lstm import sigmoid
 
 
@@ -643,13 +643,7 @@ def test_embeddings_dimension_mismatch_is_one_line_error(tmp_path, capsys):
 def trained_text_model(tmp_path_factory):
     """A model trained through imdb_preprocess on a tiny raw-text corpus."""
     tmp = tmp_path_factory.mktemp("predict")
-    write_raw_corpus(tmp, 80, 20)
-    model = str(tmp / "m.npz")
-    assert lstm.main(["--dataset", str(tmp / "data" / "imdb.pkl"),
-                      "--source", str(tmp / "aclImdb"), "--saveto", model,
-                      "--dim-proj", "8", "--max-epochs", "6", "--valid-freq", "-1",
-                      "--test-size", "0", "--valid-portion", "0.1", "--n-words", "20",
-                      "--optimizer", "adam", "--lrate", "0.02"]) == 0
+    model = train_text_model(tmp)
     with np.load(model) as saved:
         assert float(saved["test_err"]) < 0.1  # it learnt the task
     return tmp, model
