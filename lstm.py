@@ -32,14 +32,15 @@ from pytensor import config
 
 import imdb
 import imdb_preprocess
-from sentiment import cli, digests, embeddings, fused_lstm, variants
+from sentiment import cli, device, digests, embeddings, fused_lstm, variants
 from sentiment import evaluate as evaluation, predict as prediction
-from sentiment.config import Config, checkpoint_path
+from sentiment.config import ADAMW_DECAY, Config, checkpoint_path
 from sentiment.errors import DataError, report
 from sentiment.files import read_npz
 from sentiment.modelfile import (dictionary_digest, load_options, load_params, params_digest,
                                  save_model)
-from sentiment.optimizers import adam, clip_norm, weight_average, zeros_like_params
+from sentiment.optimizers import (adagrad, adam, clip_norm, nesterov, weight_average,
+                                  zeros_like_params)
 from sentiment.summary import model_summary, print_summary
 from sentiment.training import StopRequest, Trainer, read_checkpoint
 
@@ -86,8 +87,9 @@ def zipp(params, tparams):
 
 
 def unzip(zipped):
-    """The current values of shared variables, as NumPy arrays."""
-    return OrderedDict((kk, vv.get_value()) for kk, vv in zipped.items())
+    """The current values of shared variables, as NumPy arrays (also those a
+    JAX function left on its device)."""
+    return OrderedDict((kk, np.asarray(vv.get_value())) for kk, vv in zipped.items())
 
 
 def _p(pp, name):
@@ -287,7 +289,8 @@ def build_model(tparams, options, dropout_rng=None):
         ``pred`` (test-time class probabilities, dropout scaled by 0.5);
         ``cost`` (training cost, with dropout noise); ``updates`` (the
         dropout RNG update, to pass to the function computing ``cost``);
-        ``rng`` (the RNG shared variable, or None).
+        ``rng`` (the RNG shared variable, or None); ``noise`` (the random
+        draws of ``cost``, in the order drawn: ``word_keep``, ``keep``).
     """
     x = pt.matrix("x", dtype="int64")
     mask = pt.matrix("mask", dtype=config.floatX)
@@ -301,7 +304,7 @@ def build_model(tparams, options, dropout_rng=None):
     def classify(p):
         return pt.special.softmax(dot(p, tparams["U"]) + tparams["b"], axis=-1)
 
-    updates = OrderedDict()
+    updates, noise = OrderedDict(), OrderedDict()
     rng = next_rng = None
     if options.use_dropout or options.word_dropout:
         rng = next_rng = ptr.shared_rng(dropout_rng, name="dropout_rng")
@@ -311,11 +314,13 @@ def build_model(tparams, options, dropout_rng=None):
         # (drawn first); test: every token is read, unscaled.
         next_rng, word_keep = next_rng.binomial(1, 1.0 - options.word_dropout,
                                                 size=x.shape)
+        noise["word_keep"] = word_keep
         train_proj = encode_reviews(tparams, options, x, mask,
                                     word_keep.astype(config.floatX))
     if options.use_dropout:
         # Training: keep each unit with probability 0.5; test: scale by 0.5.
         next_rng, keep = next_rng.binomial(1, 0.5, size=train_proj.shape)
+        noise["keep"] = keep
         train_pred = classify(train_proj * keep.astype(config.floatX))
         pred = classify(proj * numpy_floatX(0.5))
     else:
@@ -331,7 +336,7 @@ def build_model(tparams, options, dropout_rng=None):
     cost.name = "cost"
     pred.name = "pred"
     return dict(x=x, mask=mask, y=y, pred=pred, cost=cost, updates=updates,
-                rng=rng)
+                rng=rng, noise=noise)
 
 
 # ---------------------------------------------------------------------------
@@ -378,11 +383,14 @@ def sgd(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False):
     return f_grad_shared, f_update, gshared
 
 
-def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False):
+def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False,
+             step=1.0):
     """AdaDelta [ADADELTA]_ with the tutorial's constants (rho 0.95, eps 1e-6).
 
-    ``lr`` is accepted and ignored, as in the tutorial. Parameters and
-    returns as :func:`sgd`.
+    ``lr`` is accepted and ignored, as in the tutorial. ``step`` scales the
+    parameter step (not the running average of the steps), as the learning
+    rate of ``torch.optim.Adadelta``; the tutorial's rule is ``step=1``
+    (``--adaptive-lrate``). Parameters and returns as :func:`sgd`.
 
     References
     ----------
@@ -401,26 +409,29 @@ def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=Fals
                                       name="adadelta_f_grad_shared", mode=mode)
 
     if fused:  # the same rule, dx, E[dx^2] and p in one pass per parameter
-        steps = [fused_lstm.adadelta_step(p, zg, ru2, rg2) for p, zg, ru2, rg2
-                 in zip(tparams.values(), zipped_grads, running_up2, running_grads2)]
-        ru2up = [(ru2, step[1]) for ru2, step in zip(running_up2, steps)]
-        param_up = [(p, step[0]) for p, step in zip(tparams.values(), steps)]
+        fused_step = fused_lstm.FusedStep("adadelta", step)
+        news = [fused_step(p, zg, ru2, rg2) for p, zg, ru2, rg2
+                in zip(tparams.values(), zipped_grads, running_up2, running_grads2)]
+        ru2up = [(ru2, new[1]) for ru2, new in zip(running_up2, news)]
+        param_up = [(p, new[0]) for p, new in zip(tparams.values(), news)]
     else:
         updir = [-pt.sqrt(ru2 + 1e-6) / pt.sqrt(rg2 + 1e-6) * zg
                  for zg, ru2, rg2 in zip(zipped_grads, running_up2, running_grads2)]
         ru2up = [(ru2, 0.95 * ru2 + 0.05 * (ud ** 2))
                  for ru2, ud in zip(running_up2, updir)]
-        param_up = [(p, p + ud) for p, ud in zip(tparams.values(), updir)]
+        param_up = [(p, p + step * ud) for p, ud in zip(tparams.values(), updir)]
     f_update = pytensor.function([lr], [], updates=ru2up + param_up,
                                  on_unused_input="ignore",
                                  name="adadelta_f_update", mode=mode)
     return f_grad_shared, f_update, zipped_grads + running_up2 + running_grads2
 
 
-def rmsprop(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False):
+def rmsprop(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False,
+            step=1e-4):
     """RMSProp [Hint2014]_ in the tutorial's form (Graves' variant [Graves2013]_,
-    with momentum 0.9 and a fixed step 1e-4; ``lr`` is ignored, as in the
-    tutorial). Parameters and returns as :func:`sgd`.
+    with momentum 0.9 and a fixed ``step``, the tutorial's 1e-4 unless
+    ``--adaptive-lrate`` sets it; ``lr`` is ignored, as in the tutorial).
+    Parameters and returns as :func:`sgd`.
 
     References
     ----------
@@ -443,12 +454,13 @@ def rmsprop(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False
 
     updir = zeros_like_params(tparams, "updir")
     if fused:  # the same rule, d and p in one pass per parameter
-        steps = [fused_lstm.rmsprop_step(p, zg, rg, rg2, ud) for p, zg, rg, rg2, ud
-                 in zip(tparams.values(), zipped_grads, running_grads, running_grads2, updir)]
-        updir_new = [(ud, step[1]) for ud, step in zip(updir, steps)]
-        param_up = [(p, step[0]) for p, step in zip(tparams.values(), steps)]
+        fused_step = fused_lstm.FusedStep("rmsprop", step)
+        news = [fused_step(p, zg, rg, rg2, ud) for p, zg, rg, rg2, ud
+                in zip(tparams.values(), zipped_grads, running_grads, running_grads2, updir)]
+        updir_new = [(ud, new[1]) for ud, new in zip(updir, news)]
+        param_up = [(p, new[0]) for p, new in zip(tparams.values(), news)]
     else:
-        updir_new = [(ud, 0.9 * ud - 1e-4 * zg / pt.sqrt(rg2 - rg ** 2 + 1e-4))
+        updir_new = [(ud, 0.9 * ud - step * zg / pt.sqrt(rg2 - rg ** 2 + 1e-4))
                      for ud, zg, rg, rg2 in zip(updir, zipped_grads, running_grads,
                                                 running_grads2)]
         param_up = [(p, p + udn[1]) for p, udn in zip(tparams.values(), updir_new)]
@@ -459,6 +471,19 @@ def rmsprop(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False
             zipped_grads + running_grads + running_grads2 + updir)
 
 
+def optimizer_rule(options):
+    """The update rule ``options.optimizer`` names, with its settings bound:
+    a function with :func:`sgd`'s parameters and returns."""
+    fused = options.lstm_impl == "fused"
+    if options.optimizer in ("adadelta", "rmsprop"):
+        rule = adadelta if options.optimizer == "adadelta" else rmsprop
+        return functools.partial(rule, fused=fused, step=options.optimizer_lrate())
+    if options.optimizer in ("adam", "adamw"):
+        decay = options.weight_decay or (ADAMW_DECAY if options.optimizer == "adamw" else 0.0)
+        return functools.partial(adam, weight_decay=decay)
+    return {"sgd": sgd, "nesterov": nesterov, "adagrad": adagrad}[options.optimizer]
+
+
 def compile_model(options, params, dropout_rng=None):
     """Shared variables and compiled functions for ``params``.
 
@@ -466,28 +491,29 @@ def compile_model(options, params, dropout_rng=None):
     ``f_grad_shared(x, mask, y)``, ``f_update(lr)``, ``f_ema()`` (or None),
     ``f_pred_error(splits)`` (:func:`evaluate`), ``get_params()`` /
     ``set_params(params)`` (:func:`unzip` / :func:`zipp`), ``optimizer_state``
-    and ``rng``: what :class:`sentiment.training.Trainer` runs.
+    and ``rng``: what :class:`sentiment.training.Trainer` runs. With
+    ``options.device == "gpu"`` the functions are compiled by PyTensor's JAX
+    backend and take and return NumPy arrays (:mod:`sentiment.device`).
     """
-    mode = fused_lstm.compile_mode(options.mode)
+    mode = device.compile_mode(options)
     tparams = init_tparams(params)
     model = build_model(tparams, options, dropout_rng)
-    inputs = [model["x"], model["mask"], model["y"]]
+    noise = device.HostNoise(model, options)  # gpu: the dropout draws become inputs
+    inputs = [model["x"], model["mask"], model["y"]] + noise.inputs
     f_pred_prob = pytensor.function(inputs[:2], model["pred"], name="f_pred_prob", mode=mode)
+    if options.device == "gpu":
+        f_pred_prob = device.host_function(f_pred_prob)
     trainable = variants.trainable_params(tparams, options)
     grads = clip_norm(pytensor.grad(model["cost"], wrt=list(trainable.values())),
                       options.clip_c)
     lr = pt.scalar(name="lr", dtype=config.floatX)
-    if options.optimizer == "adam":
-        optimizer = functools.partial(adam, weight_decay=options.weight_decay)
-    else:
-        optimizer = functools.partial({"adadelta": adadelta, "rmsprop": rmsprop, "sgd": sgd}[
-            options.optimizer], fused=options.lstm_impl == "fused")
+    optimizer = optimizer_rule(options)
     f_grad_shared, f_update, state = optimizer(
         lr, trainable, grads, inputs, model["cost"], updates=model["updates"].items(),
         mode=mode)
     f_ema, averages = weight_average(tparams, options.ema, mode)
     return dict(tparams=tparams, f_pred_prob=f_pred_prob,
-                f_grad_shared=f_grad_shared, f_update=f_update, f_ema=f_ema,
+                f_grad_shared=noise.wrap(f_grad_shared), f_update=f_update, f_ema=f_ema,
                 f_pred_error=functools.partial(evaluate_splits, f_pred_prob, options),
                 get_params=functools.partial(unzip, tparams),
                 set_params=functools.partial(zipp, tparams=tparams),
@@ -563,11 +589,14 @@ def load_splits(options, rngs, source=None, out=None):
 
 def check_files(options, resume=None):
     """Fail at once, before the slow work, on a model or vectors file that is
-    missing or unreadable (each error names the file given)."""
+    missing or unreadable (each error names the file given), or on ``--device
+    gpu`` without JAX."""
     if options.reload_model and not resume:
         read_npz(options.reload_model, "model", keys=())  # readable: its index, no array
     if options.embeddings and not resume and not os.path.isfile(options.embeddings):
         raise DataError("%s: no such embeddings file" % options.embeddings)
+    if options.device == "gpu":
+        device.require_jax()  # else one line naming the install command
 
 
 def model_params(options, data, rngs, resume, out):
@@ -605,7 +634,8 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
     Parameters
     ----------
     options : Config
-        Ignored when ``resume`` is given: the checkpoint's options are used.
+        When ``resume`` is given, the checkpoint's options are used, but for
+        ``device`` (where the run goes on), taken from ``options`` if given.
     source : str, optional
         Raw corpus (aclImdb folder or archive) to build a missing dataset from.
     out : file, optional
@@ -627,7 +657,9 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
     """
     out = out or sys.stdout
     if resume:
+        device_now = options.device if options is not None else None
         checkpoint, state, options = read_checkpoint(resume)
+        options = dataclasses.replace(options, device=device_now or options.device)
     options.validate()
     check_files(options, resume)
     rngs = make_rngs(options.seed)

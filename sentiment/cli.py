@@ -3,8 +3,8 @@ field, ``--preset`` and ``--config``, and the run's own flags."""
 import argparse
 import os
 
-from sentiment.config import (LSTM_IMPLS, OPTIMIZERS, POOLINGS, PRESET_DIR, SIDES, Config,
-                              preset_names, read_config_file)
+from sentiment.config import (DEVICES, LSTM_IMPLS, OPTIMIZERS, POOLINGS, PRESET_DIR, SIDES,
+                              Config, preset_names, read_config_file)
 
 
 def add_training_args(parser, exclude=(), title="training options"):
@@ -24,10 +24,16 @@ def add_training_args(parser, exclude=(), title="training options"):
     a("--dim-proj", type=int, default=d.dim_proj,
       help="number of LSTM hidden units (and the word embedding size, unless --dim-emb)")
     a("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
-      help="update rule (the tutorial's three, and adam; adadelta and rmsprop ignore "
-           "--lrate)")
+      help="update rule: the tutorial's adadelta, rmsprop and sgd; adam, adamw (Adam "
+           "with decoupled weight decay), nesterov (SGD with Nesterov momentum 0.9), "
+           "adagrad (adadelta and rmsprop ignore --lrate: see --adaptive-lrate)")
     a("--lrate", type=float, default=d.lrate,
-      help="learning rate for sgd and adam (adam's usual value: 0.001)")
+      help="learning rate for sgd, adam, adamw, nesterov and adagrad (adam's usual "
+           "value: 0.001)")
+    a("--adaptive-lrate", type=float, default=d.adaptive_lrate,
+      help="> 0: a learning rate for adadelta (a factor on its step, as "
+           "torch.optim.Adadelta's lr; the tutorial's rule: 1) or rmsprop (its step; "
+           "the tutorial's: 1e-4); 0: the tutorial's rules")
     a("--max-epochs", type=int, default=d.max_epochs,
       help="maximum number of passes over the training set")
     a("--patience", type=int, default=d.patience,
@@ -76,6 +82,10 @@ def add_training_args(parser, exclude=(), title="training options"):
     a("--lstm-impl", dest="lstm_impl", default=d.lstm_impl, choices=LSTM_IMPLS,
       help="the LSTM recurrence: fused (sentiment/fused_lstm.py's Ops, fast) or scan (the "
            "tutorial's formulation, the reference); the same function")
+    a("--device", default=d.device, choices=DEVICES,
+      help="cpu: PyTensor's C backend; gpu: the same model compiled by PyTensor's JAX "
+           "backend, on the GPU (JAX on the CPU when there is none; needs "
+           "requirements-gpu.txt); a resumed run goes on on the device given here")
     a("--dim-emb", type=int, default=d.dim_emb,
       help="word embedding size (0: --dim-proj, as the tutorial)")
     a("--bigram-buckets", type=int, default=d.bigram_buckets,
@@ -122,8 +132,9 @@ def add_training_args(parser, exclude=(), title="training options"):
            "(e.g. 0.999) and validate, keep and save it instead of the raw weights "
            "(0: none, as the tutorial)")
     a("--weight-decay", type=float, default=d.weight_decay,
-      help="Adam only: decoupled weight decay of the weight matrices, "
-           "p -= lrate * weight_decay * p at each update (AdamW; 0: none)")
+      help="adam and adamw: decoupled weight decay of the weight matrices, "
+           "p -= lrate * weight_decay * p at each update (adam: 0 = none; adamw: 0 = "
+           "torch.optim.AdamW's 0.01)")
     a("--word-dropout", type=float, default=d.word_dropout,
       help="training only: zero each token's embedding with this probability (word "
            "dropout; the tutorial: 0)")

@@ -12,8 +12,12 @@ from sentiment.errors import DataError, one_line
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATASET = os.path.join("data", "imdb.pkl")
 TUTORIAL_OPTIMIZERS = ("adadelta", "rmsprop", "sgd")
-OPTIMIZERS = TUTORIAL_OPTIMIZERS + ("adam",)
+OPTIMIZERS = TUTORIAL_OPTIMIZERS + ("adam", "adamw", "nesterov", "adagrad")
+# Optimizers whose step follows lrate; AdaDelta's and RMSProp's follow adaptive_lrate.
+LRATE_OPTIMIZERS = ("sgd", "adam", "adamw", "nesterov", "adagrad")
+ADAMW_DECAY = 0.01  # adamw's weight_decay when none is given (torch.optim.AdamW's)
 LSTM_IMPLS = ("fused", "scan")
+DEVICES = ("cpu", "gpu")
 POOLINGS = ("mean", "last", "max", "meanmax")
 SIDES = ("pre", "post")
 PRESET_DIR = os.path.join(HERE, "presets")
@@ -34,9 +38,10 @@ class Config:
     max_epochs: int = 100  # the tutorial's __main__ (train_lstm: 5000)
     dispFreq: int = 10  # print the cost every N updates
     decay_c: float = 0.0  # weight decay on the classifier weights U
-    lrate: float = 0.0001  # learning rate (SGD and Adam; AdaDelta and RMSProp ignore it)
+    lrate: float = 0.0001  # learning rate (SGD, Adam, ...; AdaDelta and RMSProp ignore it)
+    adaptive_lrate: float = 0.0  # > 0: AdaDelta's step factor (tutorial 1) / RMSProp's step (1e-4)
     n_words: int = 10000  # vocabulary size; rarer words map to 1 (unknown)
-    optimizer: str = "adadelta"  # adadelta, rmsprop, sgd or adam
+    optimizer: str = "adadelta"  # adadelta, rmsprop, sgd, adam, adamw, nesterov or adagrad
     saveto: str = "lstm_model.npz"  # the best model is saved there
     validFreq: int = 370  # validate every N updates (-1: once per epoch)
     saveFreq: int = 1110  # save every N updates (-1: once per epoch)
@@ -53,6 +58,7 @@ class Config:
     seed: int = 123  # the tutorial's SEED; every random stream derives from it
     mode: str = "CVM"  # PyTensor compile mode (see docs/speed.md)
     lstm_impl: str = "fused"  # "fused" (sentiment/fused_lstm.py) or "scan" (the tutorial)
+    device: str = "cpu"  # "cpu" (the C backend) or "gpu" (PyTensor's JAX backend: sentiment/device.py)
     # -- variants (the defaults are the tutorial's model) --------------------
     dim_emb: int = 0  # word embedding size (0: dim_proj, as the tutorial)
     bigram_buckets: int = 0  # > 0: add a hashed embedding of each (previous, current) word pair
@@ -74,7 +80,7 @@ class Config:
     clip_c: float = 0.0  # > 0: rescale the gradients so their global L2 norm is at most this
     word_dropout: float = 0.0  # training: zero each token's embedding with this probability
     ema: float = 0.0  # > 0: validate and save a moving average of the weights (e.g. 0.999)
-    weight_decay: float = 0.0  # adam: decoupled weight decay of the weight matrices (AdamW)
+    weight_decay: float = 0.0  # adam(w): decoupled decay of the weight matrices (adamw: 0 -> 0.01)
     monitor: str = "train,test"  # splits evaluated with valid at each validation ("": none)
     ydim: int = 0  # number of classes; set from the data (max label + 1)
     dict_sha256: str = ""  # set from the data: digest of the dictionary's first n_words
@@ -103,6 +109,13 @@ class Config:
         except OverflowError:
             raise ValueError("a float option is out of range") from None
 
+    def optimizer_lrate(self):
+        """The learning rate the optimizer runs with: ``lrate``, or for AdaDelta
+        and RMSProp ``adaptive_lrate`` (0: the tutorial's 1 and 1e-4)."""
+        if self.optimizer in LRATE_OPTIMIZERS:
+            return self.lrate
+        return self.adaptive_lrate or {"adadelta": 1.0, "rmsprop": 1e-4}[self.optimizer]
+
     def monitored(self):
         """The splits evaluated besides valid at each validation (``monitor``)."""
         return [name for name in self.monitor.replace(" ", "").split(",") if name]
@@ -115,6 +128,9 @@ class Config:
         if self.lstm_impl not in LSTM_IMPLS:
             raise ValueError("lstm_impl must be one of %s, not %r"
                              % (", ".join(LSTM_IMPLS), self.lstm_impl))
+        if self.device not in DEVICES:
+            raise ValueError("device must be one of %s, not %r"
+                             % (", ".join(DEVICES), self.device))
         for name in ("dim_proj", "batch_size", "valid_batch_size", "dispFreq", "layers",
                      "conv_width", "pool"):
             if getattr(self, name) < 1:
@@ -139,9 +155,16 @@ class Config:
             raise ValueError("word_dropout must be in [0, 1)")
         if self.weight_decay < 0:
             raise ValueError("weight_decay must be 0 (none) or more")
-        if self.weight_decay and self.optimizer != "adam":
+        if self.weight_decay and self.optimizer not in ("adam", "adamw"):
             raise ValueError("weight_decay is Adam's decoupled decay (AdamW): "
-                             "use it with optimizer adam")
+                             "use it with optimizer adam or adamw")
+        if self.adaptive_lrate < 0:
+            raise ValueError("adaptive_lrate must be 0 (the tutorial's rules) or more")
+        if self.adaptive_lrate and self.optimizer not in ("adadelta", "rmsprop"):
+            raise ValueError("adaptive_lrate is AdaDelta's and RMSProp's learning rate: "
+                             "use lrate with optimizer %s" % self.optimizer)
+        if self.lrate <= 0:
+            raise ValueError("lrate must be positive")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError("ema must be in [0, 1) (0: no averaging)")
         bad = sorted(set(self.monitored()) - {"train", "test"})

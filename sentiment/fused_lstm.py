@@ -898,13 +898,14 @@ def lstm(x, mask, W, U, b):
 # in lstm.adadelta and lstm.rmsprop, and Adam's, as in lstm.adam.
 # ---------------------------------------------------------------------------
 @numba.njit(**_jit)
-def _adadelta_step(p, zg, ru2, rg2, p_out, ru2_out, rho, rest, eps):
+def _adadelta_step(p, zg, ru2, rg2, p_out, ru2_out, rho, rest, eps, scale):
     # Flat, contiguous arrays of one dtype; rho, rest (the tutorial's 0.05, not
-    # 1 - 0.95 rounded), eps of that dtype.
+    # 1 - 0.95 rounded), eps, scale (the learning rate; the tutorial's 1, which
+    # leaves every bit as it was) of that dtype.
     for k in range(p.shape[0]):
         ud = -np.sqrt(ru2[k] + eps) / np.sqrt(rg2[k] + eps) * zg[k]
         ru2_out[k] = rho * ru2[k] + rest * (ud * ud)
-        p_out[k] = p[k] + ud
+        p_out[k] = p[k] + scale * ud
 
 
 @numba.njit(**_jit)
@@ -938,17 +939,22 @@ class FusedStep(_Terminal):
     1 - beta2^t, lr * weight_decay, beta1, beta2, epsilon``; outputs the new
     ``p, m, v``). See
     :func:`lstm.adadelta`, :func:`lstm.rmsprop` and :func:`lstm.adam` for the
-    rules."""
+    rules. ``step`` is AdaDelta's learning rate (a factor on its step, the
+    tutorial's 1.0) or RMSProp's step (the tutorial's 1e-4); Adam takes its
+    learning rate as an input."""
 
-    __props__ = ("rule",)
+    __props__ = ("rule", "step")
     _arity = {"adadelta": 4, "rmsprop": 5, "adam": 4}  # arrays, then scalars
     _scalars = {"adadelta": 0, "rmsprop": 0, "adam": 7}
     _outputs = {"adadelta": 2, "rmsprop": 2, "adam": 3}
 
-    def __init__(self, rule):
+    _steps = {"adadelta": 1.0, "rmsprop": 1e-4, "adam": None}  # the tutorial's
+
+    def __init__(self, rule, step=None):
         if rule not in self._arity:
             raise ValueError("FusedStep: unknown rule %r" % rule)
         self.rule = rule
+        self.step = self._steps[rule] if step is None else float(step)
 
     def make_node(self, *inputs):
         inputs = [pt.as_tensor_variable(v) for v in inputs]
@@ -973,9 +979,10 @@ class FusedStep(_Terminal):
         outs = [_pool.empty(shape, arrays[0].dtype) for _ in range(self._outputs[self.rule])]
         flat = [a.reshape(-1) for a in arrays + outs]
         if self.rule == "adadelta":
-            kernel, constants = _adadelta_step, (real(0.95), real(0.05), real(1e-6))
+            kernel = _adadelta_step
+            constants = (real(0.95), real(0.05), real(1e-6), real(self.step))
         elif self.rule == "rmsprop":
-            kernel, constants = _rmsprop_step, (real(0.9), real(1e-4), real(1e-4))
+            kernel, constants = _rmsprop_step, (real(0.9), real(self.step), real(1e-4))
         else:  # lr, fix1, fix2, decay, beta1, beta2, epsilon
             kernel = _adam_step
             constants = tuple(real(a) for a in inputs[n_arrays:])

@@ -1,5 +1,6 @@
 """Optimizers and training aids beyond the tutorial's three rules: Adam (and
-AdamW's decay), gradient clipping, a moving average of the weights.
+AdamW's decay), SGD with Nesterov momentum, Adagrad, gradient clipping, a
+moving average of the weights.
 
 Each optimizer has the signature and returns of the tutorial's (``lstm.sgd``):
 ``(lr, tparams, grads, inputs, cost, updates, mode) -> (f_grad_shared,
@@ -75,6 +76,65 @@ def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
     f_update = pytensor.function([lr], [], updates=new + [(t, t_new)],
                                  name="adam_f_update", mode=mode)
     return f_grad_shared, f_update, zipped_grads + m + v + [t]
+
+
+def nesterov(lr, tparams, grads, inputs, cost, updates=(), mode=None, momentum=0.9):
+    """SGD with Nesterov momentum [Sutskever2013]_, in the form of
+    ``torch.optim.SGD(momentum=0.9, nesterov=True)``: with velocity ``v``
+    (zero at first) and learning rate ``lr``::
+
+        v <- momentum v + g
+        p <- p - lr * (g + momentum v)
+
+    Parameters and returns as :func:`lstm.sgd`.
+
+    References
+    ----------
+    .. [Sutskever2013] Ilya Sutskever, James Martens, George Dahl and Geoffrey
+       Hinton, *On the importance of initialization and momentum in deep
+       learning*, ICML 2013.
+    """
+    zipped_grads = zeros_like_params(tparams, "grad")
+    velocity = zeros_like_params(tparams, "velocity")
+    f_grad_shared = pytensor.function(
+        inputs, cost, updates=list(updates) + list(zip(zipped_grads, grads)),
+        name="nesterov_f_grad_shared", mode=mode)
+    mu = pt.constant(_floatX(momentum))
+    new = []
+    for p, g, v in zip(tparams.values(), zipped_grads, velocity):
+        v_t = mu * v + g
+        new += [(v, v_t), (p, p - lr * (g + mu * v_t))]
+    f_update = pytensor.function([lr], [], updates=new, name="nesterov_f_update", mode=mode)
+    return f_grad_shared, f_update, zipped_grads + velocity
+
+
+def adagrad(lr, tparams, grads, inputs, cost, updates=(), mode=None, epsilon=1e-10):
+    """Adagrad [Duchi2011]_, as ``torch.optim.Adagrad`` (no decay, the sum of
+    squares starting at 0)::
+
+        G <- G + g^2
+        p <- p - lr * g / (sqrt(G) + epsilon)
+
+    Parameters and returns as :func:`lstm.sgd`.
+
+    References
+    ----------
+    .. [Duchi2011] John Duchi, Elad Hazan and Yoram Singer, *Adaptive
+       Subgradient Methods for Online Learning and Stochastic Optimization*,
+       JMLR 12, 2011.
+    """
+    zipped_grads = zeros_like_params(tparams, "grad")
+    sum_sq = zeros_like_params(tparams, "adagrad_sum")
+    f_grad_shared = pytensor.function(
+        inputs, cost, updates=list(updates) + list(zip(zipped_grads, grads)),
+        name="adagrad_f_grad_shared", mode=mode)
+    eps = pt.constant(_floatX(epsilon))
+    new = []
+    for p, g, acc in zip(tparams.values(), zipped_grads, sum_sq):
+        acc_t = acc + g * g
+        new += [(acc, acc_t), (p, p - lr * g / (pt.sqrt(acc_t) + eps))]
+    f_update = pytensor.function([lr], [], updates=new, name="adagrad_f_update", mode=mode)
+    return f_grad_shared, f_update, zipped_grads + sum_sq
 
 
 def clip_norm(grads, clip_c):

@@ -229,7 +229,8 @@ class Trainer:
         averages = self.model.get("ema")
         if not averages:
             return self.model["get_params"]()
-        return OrderedDict((k, averages[k].get_value()) for k in self.model["tparams"])
+        return OrderedDict((k, np.asarray(averages[k].get_value()))  # (JAX: from its device)
+                           for k in self.model["tparams"])
 
     def best_params(self):
         """The best parameters so far, or the current ones before any validation."""

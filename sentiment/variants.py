@@ -124,12 +124,17 @@ def bigram_ids(x, mask, n_words, buckets):
     ``prev * n_words + word`` is spread by Knuth's multiplicative hash
     (``* 2654435761 mod 2**32``) and taken modulo ``buckets``; pairs that
     fall in one bucket share its vector (the "hashing trick" of fastText,
-    Joulin et al. 2017).
+    Joulin et al. 2017). The arithmetic is in uint32, whose wrap-around is the
+    ``mod 2**32`` (the same ids as in int64, and JAX's 32-bit integers run it).
     """
     # x, mask: (n_timesteps, n_samples); prev[t] = x[t-1] where step t-1 is real, else 0.
     prev = pt.concatenate([pt.zeros_like(x[:1]), pt.switch(mask[:-1] > 0, x[:-1], 0)])
-    pair = prev * n_words + x
-    return ((pair * 2654435761) % (2 ** 32)) % buckets
+    pair = prev.astype("uint32") * _uint32(n_words) + x.astype("uint32")
+    return ((pair * _uint32(2654435761)) % _uint32(buckets)).astype("int64")
+
+
+def _uint32(value):
+    return np.asarray(value, dtype="uint32")
 
 
 def bag_of_embeddings(emb, mask, word_keep=None):

@@ -1,5 +1,6 @@
 """The model, the optimizers and training, checked against NumPy references."""
 import dataclasses
+import functools
 import json
 import os
 from collections import OrderedDict
@@ -164,28 +165,44 @@ def np_sgd(state, p, g, lr):
     return p - lr * g
 
 
-def np_adadelta(state, p, g, lr):
+def np_adadelta(state, p, g, lr, scale=1.0):
     rg2 = state.get("rg2", 0.0)
     ru2 = state.get("ru2", 0.0)
     rg2 = 0.95 * rg2 + 0.05 * g ** 2
     ud = -np.sqrt(ru2 + 1e-6) / np.sqrt(rg2 + 1e-6) * g
     state.update(rg2=rg2, ru2=0.95 * ru2 + 0.05 * ud ** 2)
-    return p + ud
+    return p + scale * ud
 
 
-def np_rmsprop(state, p, g, lr):
+def np_rmsprop(state, p, g, lr, step=1e-4):
     rg = 0.95 * state.get("rg", 0.0) + 0.05 * g
     rg2 = 0.95 * state.get("rg2", 0.0) + 0.05 * g ** 2
-    ud = 0.9 * state.get("ud", 0.0) - 1e-4 * g / np.sqrt(rg2 - rg ** 2 + 1e-4)
+    ud = 0.9 * state.get("ud", 0.0) - step * g / np.sqrt(rg2 - rg ** 2 + 1e-4)
     state.update(rg=rg, rg2=rg2, ud=ud)
     return p + ud
 
 
+def np_nesterov(state, p, g, lr):
+    v = 0.9 * state.get("v", 0.0) + g
+    state.update(v=v)
+    return p - lr * (g + 0.9 * v)
+
+
+def np_adagrad(state, p, g, lr):
+    acc = state.get("acc", 0.0) + g ** 2
+    state.update(acc=acc)
+    return p - lr * g / (np.sqrt(acc) + 1e-10)
+
+
 @pytest.mark.parametrize("impl", ["fused", "scan"])  # fused step / the symbolic rule
-@pytest.mark.parametrize("name,reference", [("sgd", np_sgd), ("adadelta", np_adadelta),
-                                            ("rmsprop", np_rmsprop)])
-def test_optimizer_updates_match_numpy(name, reference, impl, rng):
-    opts = small_options(optimizer=name, lstm_impl=impl)
+@pytest.mark.parametrize("name,reference,extra", [
+    ("sgd", np_sgd, {}), ("adadelta", np_adadelta, {}), ("rmsprop", np_rmsprop, {}),
+    # --adaptive-lrate: AdaDelta's step factor, RMSProp's step
+    ("adadelta", functools.partial(np_adadelta, scale=0.3), dict(adaptive_lrate=0.3)),
+    ("rmsprop", functools.partial(np_rmsprop, step=3e-3), dict(adaptive_lrate=3e-3)),
+    ("nesterov", np_nesterov, {}), ("adagrad", np_adagrad, {})])
+def test_optimizer_updates_match_numpy(name, reference, extra, impl, rng):
+    opts = small_options(optimizer=name, lstm_impl=impl, **extra)
     params = lstm.init_params(opts, rng)
     model = lstm.compile_model(opts, params)
     tparams = model["tparams"]
@@ -257,7 +274,7 @@ def test_config_rejects_unknown_keys_and_bad_values():
     with pytest.raises(ValueError, match="unknown option"):
         lstm.Config.from_dict({"dim_proj": 3, "encoder": "lstm"})
     with pytest.raises(ValueError, match="optimizer"):
-        lstm.Config(optimizer="adamw").validate()
+        lstm.Config(optimizer="adamax").validate()
 
 
 # -- training ---------------------------------------------------------------

@@ -288,12 +288,14 @@ def np_adam(state, p, g, lr):
     return p - lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 0.5])
-def test_adam_matches_numpy(weight_decay):
+@pytest.mark.parametrize("optimizer,weight_decay,decay_rate", [
+    ("adam", 0.0, 0.0), ("adam", 0.5, 0.5), ("adamw", 0.0, 0.01), ("adamw", 0.5, 0.5)])
+def test_adam_matches_numpy(optimizer, weight_decay, decay_rate):
     """Adam; with weight_decay (AdamW), the weight matrices also decay by
-    lr * wd * p besides Adam's step, and the biases do not."""
+    lr * wd * p besides Adam's step, and the biases do not; adamw's decay
+    is torch.optim.AdamW's 0.01 unless given."""
     rng = np.random.default_rng(0)
-    o = variant_options(optimizer="adam", layers=2, weight_decay=weight_decay)
+    o = variant_options(optimizer=optimizer, layers=2, weight_decay=weight_decay)
     model = lstm.compile_model(o, lstm.init_params(o, rng))
     tparams = model["tparams"]
     assert {k for k in tparams if tparams[k].ndim == 1} == {"lstm_b", "lstm2_b", "b"}
@@ -310,7 +312,7 @@ def test_adam_matches_numpy(weight_decay):
         model["f_update"](np.float32(0.01))
         for k in tparams:
             p = before[k].astype("float64")
-            decay = 0.01 * weight_decay * p if p.ndim >= 2 else 0.0
+            decay = 0.01 * decay_rate * p if p.ndim >= 2 else 0.0
             want = np_adam(states[k], p, grads[k].astype("float64"), 0.01) - decay
             np.testing.assert_allclose(tparams[k].get_value(), want, rtol=1e-5, atol=1e-7,
                                        err_msg="%s step %d" % (k, step))
