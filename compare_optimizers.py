@@ -1,35 +1,42 @@
-"""Compare the tutorial's optimizers (AdaDelta, RMSProp, SGD) in one command.
+"""Compare optimizers on the tutorial's LSTM in one command: plainly, or each at
+its best learning rate (``--tune``), with confidence intervals and paired tests.
 
 ``python compare_optimizers.py`` trains the LSTM of ``lstm.py`` once per
-optimizer and seed. Within a seed every run starts from the same initial
-parameters, on the same train/valid/test split, and sees the same minibatch
-order: ``lstm.make_rngs(seed)`` gives one independent stream per purpose, and
-none depends on the optimizer. Only the update rule differs.
+optimizer and seed (the tutorial's AdaDelta, RMSProp and SGD by default).
+Within a seed every run starts from the same initial parameters, on the same
+train/valid/test split, and sees the same minibatch order:
+``lstm.make_rngs(seed)`` gives one independent stream per purpose, and none
+depends on the optimizer. Only the update rule differs.
 
-It writes to ``--out`` (default ``runs/compare``):
+``--tune`` first runs each optimizer at a grid of learning rates (``--lrates``,
+defaults in :mod:`sentiment.tuning`) on ``--tune-seeds``, chooses each one's
+rate on the validation split only, then runs the chosen rates over ``--seeds``.
+``--jobs N`` runs N runs at once on this machine and ``--cluster ADDRESS`` on
+a running Dask cluster (:mod:`sentiment.parallel`); a run gives the same
+results wherever it ran. Runs that finished are kept in ``--out``: the same
+command started again runs only the others.
 
-- ``results.csv`` / ``results.md``: per optimizer, mean and sample standard
-  deviation over the seeds that finished of the best validation error, the
-  test and training errors of that model, updates to the best validation,
-  epochs, seconds and updates per second; failed runs (a NaN/infinite cost,
-  an exception) are counted as such ("failed (bad cost) in 1/3 seeds");
-- ``curves.png``: validation and training error against updates and against
-  training time, one line per optimizer (mean over seeds, min-max band);
-- ``runs.jsonl``: one JSON object per finished run (optimizer, seed, status,
-  ``lstm.train_lstm``'s result without its history, the initial parameters'
-  digest, updates to the best validation);
-- ``<optimizer>-seed<seed>/``: what ``lstm.py`` writes for the run
-  (``lstm_model.npz``, ``.json``, ``.log.jsonl``, ``.ckpt.npz``) and
-  ``train.log``, the tutorial's progress lines.
+It writes to ``--out`` (default ``runs/compare``), rewritten (atomically) after
+every run:
 
-The tables and the figure are rewritten (atomically) after every run, so
-Ctrl-C keeps what finished: the run in progress stops cleanly (its best model
-and checkpoint are saved; ``lstm.py --resume`` can continue it), the
-comparison stops there and exits with 130.
+- ``results.md`` / ``results.csv``: per optimizer, its learning rate, mean and
+  sample standard deviation over the seeds of the best validation error, the
+  test error (with a 95 % confidence interval) and training error of that
+  model, updates and seconds to a target validation error, updates to the
+  best validation, epochs, seconds; failed runs counted as such;
+- ``pairs.csv`` (and a table in results.md): paired comparisons of the test
+  error between optimizers over seeds (t-test with Holm's correction,
+  Wilcoxon);
+- ``curves.png``: validation and training error against updates and time;
+  ``tuning.png``: validation error against the learning rate (``--tune``);
+- ``runs.jsonl``: one JSON object per run (its options' digest, result,
+  initial and final parameters' digests, validation curve), and the runs
+  an earlier command finished in ``--out`` that this one did not use;
+- ``<run>/``: what ``lstm.py`` writes for the run and ``train.log``.
 
-Exit codes: 0 when at least one run finished with status ``ok`` (failed runs
-are in the tables), 1 when every run failed, 2 on a usage or data error, 130
-after Ctrl-C.
+Ctrl-C keeps what finished (the run in progress saves its best model and
+checkpoint) and exits with 130. Exit codes: 0 when at least one run finished
+ok, 1 when every run failed, 2 on a usage or data error, 130 after Ctrl-C.
 """
 import argparse
 import dataclasses
@@ -41,24 +48,23 @@ import time
 
 import lstm  # first: sets PyTensor's flags
 from sentiment.cli import add_config_args, add_training_args, parse_with_config
+from sentiment.compare_report import (CSV_COLUMNS, FAILURE_TEXT, PAIR_COLUMNS,
+                                      default_target, markdown_text, paired_rows, summarize)
+from sentiment.comparison import kept_runs, options_digest, run_folder, run_task
 from sentiment.config import OPTIMIZERS, TUTORIAL_OPTIMIZERS, Config
 from sentiment.errors import DataError, report
-from sentiment.plotting import plot_curves
-from sentiment.reporting import (MISSING, MODEL_FILE, csv_text, duration, format_mean_std,
-                                 jsonl_text, markdown_table, mean_std, open_run_log,
-                                 run_name, train_run, write_texts)
+from sentiment.machine import cpu_info
+from sentiment.parallel import pool, run_all, threads_per_run
+from sentiment.plotting import plot_curves, plot_tuning
+from sentiment.reporting import MODEL_FILE, csv_text, duration, jsonl_text, write_texts
+from sentiment.tuning import DEFAULT_GRIDS, grids_for, parse_lrates, rate_text, select, with_lrate
+from sentiment.wording import plural
 
 PROG = "compare_optimizers.py"
 DEFAULT_SEEDS = (123, 124, 125)
 DEFAULT_OUT = os.path.join("runs", "compare")
-# Columns of results.csv: one row per optimizer. *_mean / *_std are over the
-# runs with status ok (sample standard deviation; empty with fewer than two).
-STATS = ("valid_err", "test_err", "train_err", "updates_to_best", "epochs", "seconds",
-         "updates_per_s")
-CSV_COLUMNS = (["optimizer", "runs", "ok", "failed", "status", "seeds_ok"]
-               + ["%s_%s" % (name, s) for name in STATS for s in ("mean", "std")])
-FAILURE_TEXT = {"bad_cost": "failed (bad cost)", "error": "failed (error)",
-                "interrupted": "interrupted"}
+run_name = run_folder  # the folder of a plain comparison's run: <optimizer>-seed<seed>
+__all__ = ["CSV_COLUMNS", "build_parser", "main", "parse_args", "run_name"]
 
 
 # ---------------------------------------------------------------------------
@@ -83,59 +89,121 @@ def _seed(text):
     return value
 
 
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more, not %d" % value)
+    return value
+
+
+def _grids_help():
+    return "; ".join("%s %s" % (name, ",".join(map(rate_text, grid)))
+                     for name, grid in DEFAULT_GRIDS.items())
+
+
+def add_comparison_args(p):
+    """This script's own flags (the optimizers, seeds, tuning, where runs go)."""
+    a = p.add_argument
+    a("-h", "--help", action="help", help="show this help message and exit")  # not lstm.py's
+    a("--optimizers", nargs="+", choices=OPTIMIZERS,
+      default=list(TUTORIAL_OPTIMIZERS), metavar="NAME",
+      help="optimizers to compare, among %s (the tutorial's three by default; adadelta "
+           "and rmsprop ignore --lrate, see lstm.py --adaptive-lrate)" % ", ".join(OPTIMIZERS))
+    a("--seeds", nargs="+", type=_seed, default=list(DEFAULT_SEEDS), metavar="N",
+      help="one run per optimizer and seed; a seed fixes the initial parameters, the "
+           "split, the test subset, the minibatch order and dropout")
+    a("--max-epochs", type=int, default=Config().max_epochs,
+      help="maximum number of passes over the training set, per run (early stopping "
+           "may end a run sooner)")
+    a("--out", default=DEFAULT_OUT, metavar="DIR",
+      help="folder for the tables, the figures and one sub-folder per run")
+    a("--tune", action="store_true",
+      help="give each optimizer its best learning rate first: run a grid of rates "
+           "(--lrates) on --tune-seeds, choose each optimizer's on the validation split "
+           "only, then run the chosen rates over --seeds")
+    a("--lrates", nargs="+", default=[], metavar="NAME=R,R",
+      help="learning-rate grids for --tune (implies it), e.g. sgd=0.01,0.1,1 "
+           "adam=1e-4,3e-4,1e-3; adadelta's rate is a factor on its step (the tutorial: "
+           "1), rmsprop's its step (the tutorial: 1e-4). Defaults: %s" % _grids_help())
+    a("--tune-seeds", nargs="+", type=_seed, metavar="N",
+      help="seeds of the tuning runs (default: the first of --seeds; those runs at the "
+           "chosen rate are not run twice)")
+    a("--target-valid", type=float, metavar="ERR",
+      help="report the updates and seconds each run took to first reach this validation "
+           "error (default: the highest of the optimizers' mean best validation errors, "
+           "a level all of them reach on average)")
+    a("--jobs", type=_positive, default=1, metavar="N",
+      help="runs at once on this machine, as Dask worker processes sharing the cores "
+           "(a run's results are the same alone or beside others)")
+    a("--cluster", metavar="ADDRESS",
+      help="send the runs to the running Dask scheduler at ADDRESS (e.g. "
+           "tcp://10.0.0.5:8786) instead; see the README for starting workers")
+    a("--restart", action="store_true",
+      help="run every run again (by default the runs that finished in --out with the "
+           "same options are kept and not run again)")
+    a("--debug", action="store_true", help="show tracebacks on errors")
+
+
 def build_parser():
     """This script's flags, then every ``lstm.py`` training flag (passed through).
 
     ``--optimizer``, ``--seed``, ``--saveto`` and ``--resume`` are refused
     with a message naming what to use instead.
     """
-    defaults = Config()
     p = argparse.ArgumentParser(
         prog=PROG, add_help=False,
-        usage="%(prog)s [--optimizers NAME [NAME ...]] [--seeds N [N ...]] "
-              "[--max-epochs N] [--out DIR] [training options] [-h]",
+        usage="%(prog)s [--optimizers NAME [NAME ...]] [--seeds N [N ...]] [--tune] "
+              "[--lrates NAME=R,R ...] [--jobs N | --cluster ADDRESS] [--out DIR] "
+              "[training options] [-h]",
         allow_abbrev=False,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train lstm.py's sentiment LSTM with each optimizer and seed, "
                     "every run of a seed from the same initial parameters, data split "
-                    "and minibatch order, and compare them: results.csv, results.md "
-                    "and curves.png in --out, rewritten after each run.",
+                    "and minibatch order, and compare them (--tune: each at its best "
+                    "learning rate on the validation split): results.md, results.csv, "
+                    "pairs.csv and curves.png in --out, rewritten after each run.",
         epilog="Each run saves its model, options, JSON log, checkpoint and the "
-               "tutorial's output (train.log) in OUT/<optimizer>-seed<seed>/; "
-               "OUT/runs.jsonl has one line per finished run. Progress goes to "
-               "standard error. Exit code: 0 if at least one run finished ok, 1 if "
-               "all failed, 2 on a usage or data error, 130 after Ctrl-C (the runs "
-               "finished so far stay in the tables).")
+               "tutorial's output (train.log) in OUT/<run>/; OUT/runs.jsonl has one line "
+               "per finished run. Progress goes to standard error. Exit code: 0 if at "
+               "least one run finished ok, 1 if all failed, 2 on a usage or data error, "
+               "130 after Ctrl-C (the runs finished so far stay, and the same command "
+               "continues from them).")
     p._optionals.title = "comparison options"
     add_config_args(p)
     add_training_args(p, exclude=("optimizer", "seed", "saveto", "max_epochs"),
                       title="training options (lstm.py's own flags, the same for every run)")
-    a = p.add_argument
-    a("-h", "--help", action="help", help="show this help message and exit")  # not lstm.py's
-    a("--optimizers", nargs="+", choices=OPTIMIZERS,
-      default=list(TUTORIAL_OPTIMIZERS), metavar="NAME",
-      help="optimizers to compare, among %s (the tutorial's rules: adadelta and "
-           "rmsprop ignore --lrate; sgd and adam use it)" % ", ".join(OPTIMIZERS))
-    a("--seeds", nargs="+", type=_seed, default=list(DEFAULT_SEEDS), metavar="N",
-      help="one run per optimizer and seed; a seed fixes the initial parameters, the "
-           "split, the test subset, the minibatch order and dropout")
-    a("--max-epochs", type=int, default=defaults.max_epochs,
-      help="maximum number of passes over the training set, per run (early stopping "
-           "may end a run sooner)")
-    a("--out", default=DEFAULT_OUT, metavar="DIR",
-      help="folder for the tables, the figure and one sub-folder per run")
+    add_comparison_args(p)
+    # Only the curves' train split is evaluated at each validation (lstm.py: train,test):
+    # the test split is evaluated once, at the end of each run.
+    p.set_defaults(monitor="train")
     for flag, instead in (
             ("--optimizer", "choose the optimizers with --optimizers NAME [NAME ...]"),
             ("--seed", "choose the seeds with --seeds N [N ...]"),
-            ("--saveto", "each run saves to OUT/<optimizer>-seed<seed>/%s; choose OUT "
-                         "with --out" % MODEL_FILE),
-            ("--resume", "a comparison starts its runs afresh; continue one run with "
-                         "python lstm.py --resume OUT/<optimizer>-seed<seed>/"
-                         "lstm_model.ckpt.npz"),
+            ("--saveto", "each run saves to OUT/<run>/%s; choose OUT with --out"
+                         % MODEL_FILE),
+            ("--resume", "a comparison keeps its finished runs by itself; continue one "
+                         "run with python lstm.py --resume OUT/<run>/lstm_model.ckpt.npz"),
             ("--summary", "print a model's summary with python lstm.py --summary")):
-        a(flag, action=_Rejected, instead=instead)
-    a("--debug", action="store_true", help="show tracebacks on errors")
+        p.add_argument(flag, action=_Rejected, instead=instead)
     return p
+
+
+def _check_tuning(parser, args):
+    """Parse ``--lrates``; ``--tune`` follows from it."""
+    try:
+        args.grids = parse_lrates(args.lrates)
+    except ValueError as exc:
+        parser.error("--lrates %s" % exc)
+    extra = sorted(set(args.grids) - set(args.optimizers))
+    if extra:
+        parser.error("--lrates gives rates for %s, which --optimizers does not compare"
+                     % ", ".join(extra))
+    args.tune = args.tune or bool(args.grids)
+    args.grids = grids_for(args.optimizers, args.grids) if args.tune else None
+    args.tune_seeds = list(dict.fromkeys(args.tune_seeds or args.seeds[:1]))
+    if args.jobs > 1 and args.cluster:
+        parser.error("--jobs and --cluster: choose one (the cluster's workers set how "
+                     "many runs go at once)")
 
 
 def parse_args(argv=None):
@@ -147,14 +215,19 @@ def parse_args(argv=None):
         parser.error(str(exc))
     args.optimizers = list(dict.fromkeys(args.optimizers))  # drop repeats, keep order
     args.seeds = list(dict.fromkeys(args.seeds))
+    _check_tuning(parser, args)
     values = vars(args).copy()
-    for own in ("optimizers", "seeds", "out", "debug", "source", "preset", "config"):
+    for own in ("optimizers", "seeds", "out", "debug", "source", "preset", "config", "tune",
+                "lrates", "grids", "tune_seeds", "target_valid", "jobs", "cluster",
+                "restart"):
         values.pop(own)
     for key in ("optimizer", "seed", "saveto"):  # from a preset: chosen per run here
         values.pop(key, None)
     try:
         base = Config.from_dict(dict(values, optimizer=args.optimizers[0],
                                      seed=args.seeds[0], saveto="")).validate()
+        for name in args.optimizers:  # e.g. --weight-decay with sgd
+            with_lrate(base, name, None).validate()
     except ValueError as exc:
         parser.error(str(exc))
     # The training-error curves need the train split at each validation.
@@ -167,18 +240,17 @@ def parse_args(argv=None):
 # Progress on standard error.
 # ---------------------------------------------------------------------------
 class Progress:
-    """One line per run: rewritten in place on a terminal, a line per validation otherwise."""
+    """A line per run started and finished; in this process, one per validation too
+    (rewritten in place on a terminal)."""
 
-    def __init__(self, stream, n_runs, updates_per_epoch, max_epochs):
+    def __init__(self, stream, updates_per_epoch, max_epochs):
         self.stream = stream
         try:
             self.tty = stream.isatty()
         except (AttributeError, ValueError):
             self.tty = False
-        self.n_runs = n_runs
         self.max_updates = max(1, updates_per_epoch * max(max_epochs, 0))
         self.max_epochs = max_epochs
-        self.walls = []  # wall seconds of the finished runs (compiling included)
         self.open = False
 
     def _emit(self, text, final=False):
@@ -189,10 +261,19 @@ class Progress:
             self.stream.write(text + "\n")
         self.stream.flush()
 
-    def start(self, index, optimizer, seed):
-        self.index, self.t0, self.best = index, time.time(), None
-        self.prefix = "[%d/%d] %s seed %d" % (index + 1, self.n_runs, optimizer, seed)
-        self._emit("%s: building and compiling the model..." % self.prefix)
+    def phase(self, labels):
+        """Start a batch of runs named ``labels``."""
+        self.labels, self.t0, self.walls, self.best = labels, {}, [], None
+        self.current = None
+
+    def _prefix(self, index):
+        return "[%d/%d] %s" % (index + 1, len(self.labels), self.labels[index])
+
+    def start(self, index, sent=False):
+        """Run ``index`` starts here, or (``sent``) was sent to a worker."""
+        self.t0[index], self.current, self.best, self.sent = time.time(), index, None, sent
+        self._emit("%s: %s" % (self._prefix(index), "sent to a worker" if sent else
+                               "building and compiling the model..."), final=sent)
 
     def validation(self, record):
         valid = record["valid_err"]
@@ -200,16 +281,16 @@ class Progress:
             self.best = (valid, record["update"])
         per_update = record["seconds"] / max(record["update"], 1)
         run_left = max(self.max_updates - record["update"], 0) * per_update
-        setup = (time.time() - self.t0) - record["seconds"]  # loading and compiling
-        later = (self.n_runs - self.index - 1) * (setup + self.max_updates * per_update)
+        setup = (time.time() - self.t0[self.current]) - record["seconds"]
+        later = (len(self.labels) - self.current - 1) * (setup + self.max_updates * per_update)
         self._emit("%s: epoch %d/%d, update %d, valid err %.4f, best %.4f (update %d), "
                    "ETA <= %s (all runs <= %s)"
-                   % (self.prefix, record["epoch"] + 1, self.max_epochs, record["update"],
-                      valid, self.best[0], self.best[1], duration(run_left),
-                      duration(run_left + later)))
+                   % (self._prefix(self.current), record["epoch"] + 1, self.max_epochs,
+                      record["update"], valid, self.best[0], self.best[1],
+                      duration(run_left), duration(run_left + later)))
 
-    def finish(self, run):
-        self.walls.append(time.time() - self.t0)
+    def finish(self, index, run):
+        self.walls.append(time.time() - self.t0[index])
         r = run.get("result")
         if run["status"] == "ok":
             text = ("ok: best valid err %.4f at update %s, test err %.4f, %d epochs, %s"
@@ -221,8 +302,10 @@ class Progress:
                 text += ": " + run["error"]
             if r:
                 text += " after %d updates" % r["updates"]
-        self._emit("%s: %s (%s with compiling; log: %s)"
-                   % (self.prefix, text, duration(self.walls[-1]), run["log"]), final=True)
+        self._emit("%s: %s (%s %s; log: %s)"
+                   % (self._prefix(index), text, duration(self.walls[-1]),
+                      "since sent" if self.sent else "with compiling", run["log"]),
+                   final=True)
 
     def note(self, text):
         if self.open:
@@ -245,224 +328,169 @@ def data_sizes(options, source):
     return tuple(len(split[0]) for split in splits)
 
 
-def run_one(base, optimizer, seed, out_dir, source, progress):
-    """Train one run; return its record (``curve`` holds the validation records)."""
-    folder = os.path.join(out_dir, run_name(optimizer, seed))
-    options = dataclasses.replace(base, optimizer=optimizer, seed=seed,
-                                  saveto=os.path.join(folder, MODEL_FILE))
-    run = dict(optimizer=optimizer, seed=seed, status=None, error=None, result=None,
-               init_sha256=None, updates_to_best=None, seconds_to_best=None,
-               epoch_of_best=None, model=options.saveto)
-    curve = []
+def plan(base, seeds, rates, tuned):
+    """``[(folder, label, options)]``: a run per seed and optimizer (seed first),
+    at each of ``rates[optimizer]`` (a list; None: the options' own rate)."""
+    specs = []
+    for seed in seeds:
+        for name, lrates in rates.items():
+            for lrate in lrates:
+                options = dataclasses.replace(with_lrate(base, name, lrate), seed=seed)
+                shown = options.optimizer_lrate()
+                folder = run_folder(name, seed, shown if tuned else None)
+                label = ("%s lr %s seed %d" % (name, rate_text(shown), seed) if tuned
+                         else "%s seed %d" % (name, seed))
+                specs.append((folder, label, options))
+    return specs
 
-    def callback(record):
-        curve.append(dict(record))
-        progress.validation(record)
 
-    # A run folder holds one run: no model or checkpoint left from an earlier one.
-    with open_run_log(options.saveto) as log:
-        run["log"] = log.name
-        status, result, error = train_run(lstm.train_lstm, options, log, source=source,
-                                          callback=callback)
-    run.update(status=status, result=result, error=error)
-    if result is not None:
-        run["init_sha256"] = result["init_sha256"]
-        best = [r for r in curve if r["best"]]
-        if best:  # the last record marked best is the model that was saved
-            run.update(updates_to_best=best[-1]["update"],
-                       seconds_to_best=best[-1]["seconds"], epoch_of_best=best[-1]["epoch"])
-    run["curve"] = curve
-    return run
+class _Stopped(Exception):
+    """A run stopped on Ctrl-C: the comparison stops after it."""
+
+
+class Comparison:
+    """The runs of one command (kept from an earlier start, or run now) and its files."""
+
+    def __init__(self, args, base, sizes, err):
+        self.args, self.base, self.sizes = args, base, sizes
+        self.out = args.out
+        self.progress = Progress(err, -(-sizes[0] // base.batch_size), base.max_epochs)
+        self.runs, self.tuning, self.final, self.kept = [], None, set(), 0
+        self.order = {}  # options digest -> place in the plan: the order of the tables
+        # Runs an earlier start finished here: used where this command plans the same
+        # run; the others stay in runs.jsonl for a later start.
+        self.earlier = {} if args.restart else kept_runs(os.path.join(self.out, "runs.jsonl"))
+        self.t0 = time.time()
+
+    def run(self, specs, client):
+        """Run the ``specs`` not run yet (kept ones are reused); return their records."""
+        wanted = {options_digest(o): (f, l, o) for f, l, o in specs}
+        for digest in wanted:
+            self.order.setdefault(digest, len(self.order))
+        have = {r["options_sha256"]: r for r in self.runs}
+        reused = len(set(wanted) & set(have))
+        kept = {d: self.earlier.pop(d) for d in wanted if d not in have and d in self.earlier}
+        self.runs += kept.values()
+        self.runs.sort(key=lambda r: self.order[r["options_sha256"]])
+        have.update(kept)
+        self.kept += len(kept)
+        todo = [wanted[d] for d in wanted if d not in have]
+        self.progress.phase([label for _, label, _ in todo])
+        if kept:
+            self.progress.note("%s: %d of %d runs finished in %s by an earlier start: kept"
+                               % (PROG, len(kept), len(wanted), self.out))
+        if reused:
+            self.progress.note("%s: %d of %d runs were run in tuning: reused"
+                               % (PROG, reused, len(wanted)))
+        calls = [(run_task, (lstm.train_lstm, options, os.path.join(self.out, folder),
+                             self.args.source,
+                             self.progress.validation if client is None else None))
+                 for folder, _, options in todo]
+        run_all(client, calls, lambda i: self.progress.start(i, client is not None),
+                self._done)
+        by_digest = {r["options_sha256"]: r for r in self.runs}
+        return [by_digest[d] for d in wanted if d in by_digest]
+
+    def _done(self, index, run):
+        self.runs.append(run)
+        self.runs.sort(key=lambda r: self.order[r["options_sha256"]])
+        self.progress.finish(index, run)
+        self.write()
+        if run["status"] == "interrupted":  # lstm.train_lstm stopped it on Ctrl-C
+            raise _Stopped()
+
+    def write(self):
+        """Rewrite runs.jsonl, the tables and the figures, each atomically."""
+        final = [r for r in self.runs if not self.args.tune
+                 or r["options_sha256"] in self.final]
+        rows = summarize(final, self.args.optimizers)
+        target = self.args.target_valid or default_target(rows)
+        rows = summarize(final, self.args.optimizers, target)
+        pairs = paired_rows(final, self.args.optimizers)
+        info = self.info()
+        write_texts(self.out, {
+            "runs.jsonl": jsonl_text(self.runs + list(self.earlier.values())),
+            "results.csv": csv_text(CSV_COLUMNS, rows),
+            "pairs.csv": csv_text(PAIR_COLUMNS, pairs),
+            "results.md": markdown_text(rows, pairs, self.runs, info, self.tuning)})
+        drawn = plot_curves(os.path.join(self.out, "curves.png"), final, rows, info)
+        if self.tuning:
+            drawn = plot_tuning(os.path.join(self.out, "tuning.png"), self.tuning) and drawn
+        if not drawn:
+            self.progress.note("%s: matplotlib is not installed: figures not drawn (pip "
+                               "install -r requirements.txt)" % PROG)
+
+    def info(self):
+        args = self.args
+        if args.cluster:
+            where = "the Dask cluster at %s" % args.cluster
+        else:
+            cpu = cpu_info()
+            where = "%s, %d cores, %s" % (
+                cpu["model"], cpu["cores"], "one run at a time" if args.jobs == 1 else
+                "%d runs at once (Dask worker processes, %s each)"
+                % (args.jobs, plural(threads_per_run(args.jobs), "thread")))
+        return dict(command=" ".join(["python", PROG] + [shlex.quote(a) for a in args.argv]),
+                    sizes=self.sizes, base=self.base, optimizers=args.optimizers,
+                    seeds=args.seeds, planned=len(self.order), kept=self.kept,
+                    wall=duration(time.time() - self.t0), where=where)
+
+
+def run_comparison(comparison, client):
+    """The plain comparison, or the tuning runs, the choice, then the final runs."""
+    args, base = comparison.args, comparison.base
+    if not args.tune:
+        rates = {name: [None] for name in args.optimizers}
+        comparison.run(plan(base, args.seeds, rates, False), client)
+        return
+    comparison.progress.note("%s: tuning: %s on seeds %s" % (
+        PROG, "; ".join("%s %s" % (n, ",".join(map(rate_text, g)))
+                        for n, g in args.grids.items()),
+        " ".join(map(str, args.tune_seeds))))
+    tuned = comparison.run(plan(base, args.tune_seeds, args.grids, True), client)
+    choices = select(tuned, args.grids)
+    comparison.tuning = dict(choices=choices, seeds=args.tune_seeds)
+    chosen = {n: [c["lrate"]] for n, c in choices.items() if c["lrate"] is not None}
+    comparison.progress.note("%s: chosen on validation: %s" % (PROG, ", ".join(
+        "%s %s" % (n, rate_text(r[0])) for n, r in chosen.items()) or "none"))
+    specs = plan(base, args.seeds, chosen, True)
+    comparison.final = {options_digest(o) for _, _, o in specs}  # what the summary is about
+    comparison.run(specs, client)
 
 
 def compare(args, base, err):
-    """Run every (seed, optimizer) pair, rewriting the outputs after each run."""
-    out_dir = args.out
+    """Run the comparison; write the outputs after each run; the exit code."""
     sizes = data_sizes(base, args.source)
-    updates_per_epoch = -(-sizes[0] // base.batch_size)
-    plan = [(seed, optimizer) for seed in args.seeds for optimizer in args.optimizers]
-    progress = Progress(err, len(plan), updates_per_epoch, base.max_epochs)
-    info = dict(command=" ".join(["python", PROG] + [shlex.quote(a) for a in args.argv]),
-                sizes=sizes, base=base, optimizers=args.optimizers, seeds=args.seeds,
-                planned=len(plan))
-    progress.note("%s: %d runs (%s x seeds %s) on %s: %d train / %d valid / %d test "
-                  "reviews, %d updates an epoch, at most %d epochs; writing to %s"
-                  % (PROG, len(plan), " ".join(args.optimizers),
-                     " ".join(map(str, args.seeds)), base.dataset, sizes[0], sizes[1],
-                     sizes[2], updates_per_epoch, base.max_epochs, out_dir))
-    runs = []
+    comparison = Comparison(args, base, sizes, err)
+    comparison.progress.note(
+        "%s: %s x seeds %s%s on %s: %d train / %d valid / %d test reviews, %d updates an "
+        "epoch, at most %d epochs; writing to %s"
+        % (PROG, " ".join(args.optimizers), " ".join(map(str, args.seeds)),
+           " (tuned)" if args.tune else "", base.dataset, sizes[0], sizes[1], sizes[2],
+           -(-sizes[0] // base.batch_size), base.max_epochs, args.out))
     interrupted = False
     try:
-        for index, (seed, optimizer) in enumerate(plan):
-            progress.start(index, optimizer, seed)
-            run = run_one(base, optimizer, seed, out_dir, args.source, progress)
-            runs.append(run)
-            progress.finish(run)
-            write_outputs(out_dir, runs, info)
-            if run["status"] == "interrupted":  # lstm.train_lstm stopped it on Ctrl-C
-                interrupted = True
-                break
-    except KeyboardInterrupt:  # Ctrl-C outside a run's training loop
+        with pool(args.jobs, args.cluster) as client:
+            run_comparison(comparison, client)
+    except (KeyboardInterrupt, _Stopped):
         interrupted = True
-        write_outputs(out_dir, runs, info)
-    except DataError:
-        if runs:
-            write_outputs(out_dir, runs, info)
-        raise
+    finally:
+        if comparison.runs:
+            comparison.write()
     if interrupted:
-        progress.note("%s: interrupted after %d of %d runs; the finished ones are in %s"
-                      % (PROG, sum(r["status"] != "interrupted" for r in runs), len(plan),
-                         os.path.join(out_dir, "results.md")))
+        comparison.progress.note(
+            "%s: interrupted after %d of %d runs; the finished ones are in %s (the same "
+            "command continues from them)"
+            % (PROG, sum(r["status"] != "interrupted" for r in comparison.runs),
+               len(comparison.order), os.path.join(args.out, "results.md")))
         return 130
-    n_ok = sum(r["status"] == "ok" for r in runs)
-    progress.note("%s: %d of %d runs ok; tables: %s, %s; curves: %s"
-                  % (PROG, n_ok, len(runs), os.path.join(out_dir, "results.md"),
-                     os.path.join(out_dir, "results.csv"),
-                     os.path.join(out_dir, "curves.png")))
+    n_ok = sum(r["status"] == "ok" for r in comparison.runs)
+    comparison.progress.note("%s: %d of %d runs ok; tables: %s, %s; curves: %s"
+                             % (PROG, n_ok, len(comparison.runs),
+                                os.path.join(args.out, "results.md"),
+                                os.path.join(args.out, "results.csv"),
+                                os.path.join(args.out, "curves.png")))
     return 0 if n_ok else 1
-
-
-# ---------------------------------------------------------------------------
-# Tables.
-# ---------------------------------------------------------------------------
-def _metrics(run):
-    """The numbers of one run that the tables summarise."""
-    r = run["result"]
-    return dict(valid_err=r["valid_err"], test_err=r["test_err"], train_err=r["train_err"],
-                updates_to_best=run["updates_to_best"], epochs=r["epochs"],
-                seconds=r["seconds"],
-                updates_per_s=r["updates"] / r["seconds"] if r["seconds"] > 0 else None)
-
-
-def summarize(runs, optimizers):
-    """One dict per optimizer (in ``optimizers`` order): counts, status text, statistics."""
-    rows = []
-    for name in optimizers:
-        mine = [r for r in runs if r["optimizer"] == name]
-        ok = [r for r in mine if r["status"] == "ok"]
-        notes = []
-        for status in ("bad_cost", "error", "interrupted"):
-            n = sum(r["status"] == status for r in mine)
-            if n:
-                notes.append("%s in %d/%d seeds" % (FAILURE_TEXT[status], n, len(mine)))
-        other = sorted({r["status"] for r in mine} - {"ok", "bad_cost", "error",
-                                                       "interrupted"})
-        notes += ["status %s" % s for s in other]
-        status = "; ".join(notes) if notes else ("ok" if ok else "not run")
-        row = dict(optimizer=name, runs=len(mine), ok=len(ok),
-                   failed=sum(r["status"] in ("bad_cost", "error") for r in mine),
-                   status=status, seeds_ok=" ".join(str(r["seed"]) for r in ok))
-        metrics = [_metrics(r) for r in ok]
-        for stat in STATS:
-            row[stat + "_mean"], row[stat + "_std"] = mean_std(m[stat] for m in metrics)
-        rows.append(row)
-    return rows
-
-
-def _differs(base):
-    """``name=value`` of the options that differ from lstm.py's defaults."""
-    defaults = Config()
-    return ["%s=%s" % (f.name, getattr(base, f.name)) for f in dataclasses.fields(base)
-            if f.name not in ("optimizer", "seed", "saveto", "ydim")
-            and getattr(base, f.name) != getattr(defaults, f.name)]
-
-
-def _markdown_intro(runs, info):
-    """The title, the command, what was run and how to read the tables."""
-    base, (n_train, n_valid, n_test) = info["base"], info["sizes"]
-    finished = sum(r["status"] != "interrupted" for r in runs)
-    return [
-        "# Optimizer comparison: %s" % ", ".join(info["optimizers"]),
-        "",
-        "`%s`" % info["command"],
-        "",
-        "lstm.py's LSTM on `%s` (%d train / %d valid / %d test reviews), seeds %s; "
-        "%d of %d runs finished. Within a seed every optimizer starts from the same initial "
-        "parameters and sees the same split and minibatch order."
-        % (base.dataset, n_train, n_valid, n_test, ", ".join(map(str, info["seeds"])),
-           finished, info["planned"]),
-        "",
-        "Options other than lstm.py's defaults: %s."
-        % (", ".join("`%s`" % d for d in _differs(base)) or "none"),
-        "",
-        "Errors are shares of misclassified reviews, of each run's best model (lowest "
-        "validation error, the one saved); mean ± sample standard deviation over the "
-        "seeds that finished ok. Seconds are training time, without loading and "
-        "compiling.",
-        "",
-    ]
-
-
-# The summary table's statistics, as (stat, format) in column order.
-SUMMARY_STATS = (("valid_err", "%.4f"), ("test_err", "%.4f"), ("train_err", "%.4f"),
-                 ("updates_to_best", "%.0f"), ("epochs", "%.1f"), ("seconds", "%.1f"),
-                 ("updates_per_s", "%.1f"))
-
-
-def _summary_table(rows):
-    """One line per optimizer; the lowest mean errors in bold when several ran."""
-    ranked = [r for r in rows if r["ok"]]
-    best = {}
-    if len(ranked) > 1:
-        for stat in ("valid_err", "test_err"):
-            best[stat] = min(r[stat + "_mean"] for r in ranked)
-    table = []
-    for row in rows:
-        cells = []
-        for stat, fmt in SUMMARY_STATS:
-            text = format_mean_std(row[stat + "_mean"], row[stat + "_std"], fmt)
-            if row["ok"] and best.get(stat) == row[stat + "_mean"]:
-                text = "**%s**" % text
-            cells.append(text)
-        table.append([row["optimizer"], "%d/%d" % (row["ok"], row["runs"])] + cells
-                     + [row["status"]])
-    return markdown_table(["optimizer", "runs ok", "best valid error", "test error",
-                           "train error", "updates to best", "epochs", "seconds",
-                           "updates/s", "status"], table)
-
-
-def _runs_table(runs):
-    """One line per run: its status, errors, updates, time and initial parameters."""
-    table = []
-    for run in runs:
-        r = run["result"]
-        status = run["status"] + (": " + run["error"] if run["error"] else "")
-        if r:
-            nums = ["%.4f" % r["valid_err"], "%.4f" % r["test_err"], "%.4f" % r["train_err"],
-                    MISSING if run["updates_to_best"] is None else str(run["updates_to_best"]),
-                    str(r["epochs"]), str(r["updates"]), "%.1f" % r["seconds"]]
-        else:
-            nums = [MISSING] * 7
-        digest = (run["init_sha256"] or MISSING)[:16]
-        table.append([run_name(run["optimizer"], run["seed"]), status.replace("|", "/")]
-                     + nums + ["`%s`" % digest])
-    return markdown_table(["run", "status", "best valid error", "test error", "train error",
-                           "updates to best", "epochs", "updates", "seconds",
-                           "initial parameters (sha256)"], table)
-
-
-def markdown_text(rows, runs, info):
-    """results.md: what was run, the summary per optimizer, the figure, each run."""
-    lines = (_markdown_intro(runs, info) + _summary_table(rows)
-             + ["", "![validation and training error against updates and training time]"
-                    "(curves.png)", "", "## Runs", ""]
-             + _runs_table(runs)
-             + ["", "Each run's model, options, log and checkpoint are in its folder "
-                    "(`<optimizer>-seed<seed>/`); `runs.jsonl` has the same rows as JSON.",
-                "Written %s." % time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())])
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(out_dir, runs, info):
-    """Rewrite runs.jsonl, results.csv, results.md and curves.png, each atomically."""
-    rows = summarize(runs, info["optimizers"])
-    write_texts(out_dir, {"runs.jsonl": jsonl_text(runs, drop=("curve",)),
-                          "results.csv": csv_text(CSV_COLUMNS, rows),
-                          "results.md": markdown_text(rows, runs, info)})
-    path = os.path.join(out_dir, "curves.png")
-    if not plot_curves(path, runs, rows, info):
-        print("%s: matplotlib is not installed: %s not drawn (pip install -r "
-              "requirements.txt)" % (PROG, path), file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------

@@ -13,11 +13,13 @@ import numpy as np
 from sentiment.files import atomic_write
 from sentiment.reporting import format_mean_std
 
-# The same colour for an optimizer in every figure (matplotlib's first three).
-COLORS = {"adadelta": "#1f77b4", "rmsprop": "#ff7f0e", "sgd": "#2ca02c"}
+# The same colour for an optimizer in every figure (matplotlib's first seven).
+COLORS = {"adadelta": "#1f77b4", "rmsprop": "#ff7f0e", "sgd": "#2ca02c", "adam": "#d62728",
+          "adamw": "#9467bd", "nesterov": "#8c564b", "adagrad": "#e377c2"}
 # ... and a line style each, so that curves that coincide (two optimizers stuck at
 # chance) stay visible on top of each other.
-STYLES = {"adadelta": "-", "rmsprop": (0, (6, 3)), "sgd": (0, (2, 2))}
+STYLES = {"adadelta": "-", "rmsprop": (0, (6, 3)), "sgd": (0, (2, 2)), "adam": "-",
+          "adamw": (0, (6, 3)), "nesterov": (0, (2, 2)), "adagrad": (0, (6, 2, 2, 2))}
 # (row of panels, error plotted, its name); (column of panels, what x is).
 PANELS = ((0, "valid_err", "validation error"), (1, "train_err", "training error"))
 X_AXES = ((0, "update"), (1, "seconds"))
@@ -172,5 +174,45 @@ def plot_curves(path, runs, rows, info):
         top = max(top, _draw_optimizer(axes, runs, name, style, scale))
     _style_axes(axes, top, bool(all_seconds), info["base"].batch_size, unit)
     _titles_and_legend(fig, handles, info)
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    return True
+
+
+def plot_tuning(path, tuning):
+    """Draw each optimizer's mean best validation error against its learning rate
+    (log scale; the chosen rate circled) to ``path``. ``tuning``: ``choices``
+    (:func:`sentiment.tuning.select`) and ``seeds``. False without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    fig = Figure(figsize=(9, 5.5), dpi=100)
+    ax = fig.subplots()
+    for name, choice in tuning["choices"].items():
+        points = [(lrate, mean) for lrate, mean, n_ok, n in choice["table"]
+                  if mean is not None and n_ok == n]
+        style = dict(color=COLORS.get(name), ls=STYLES.get(name, "-"))
+        if points:
+            ax.plot(*zip(*points), marker="o", lw=2, label=name, **style)
+        failed = [lrate for lrate, _, n_ok, n in choice["table"] if n_ok < n]
+        ax.plot(failed, [1.0] * len(failed), ls="none", marker="x", ms=9, mew=2,
+                color=style["color"])
+        if choice["lrate"] is not None:
+            ax.plot([choice["lrate"]], [choice["valid_err"]], ls="none", marker="o", ms=15,
+                    mfc="none", mew=2, color=style["color"])
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (AdaDelta: a factor on its step; log scale)", fontsize=11)
+    seeds = tuning["seeds"]
+    ax.set_ylabel("best validation error (%s)" % (
+        "seed %d" % seeds[0] if len(seeds) == 1 else
+        "mean over seeds %s" % ", ".join(map(str, seeds))), fontsize=11)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=10)
+    ax.set_title("Validation error against the learning rate (circled: chosen; "
+                 "x: the run failed)", fontsize=12)
+    fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return True

@@ -62,6 +62,25 @@ def write_corpus(path, train, test):
     return str(path)
 
 
+def run_compare(argv):
+    """``compare_optimizers.main(argv)`` -> (exit code, what it wrote to stderr)."""
+    import contextlib
+    import io
+
+    import compare_optimizers
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = compare_optimizers.main(argv)
+    return code, err.getvalue()
+
+
+def read_runs(out):
+    """The records of a comparison's ``runs.jsonl``."""
+    import json
+    with open(os.path.join(out, "runs.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
 def write_raw_corpus(root, n_train, n_test, seed=0):
     """A raw aclImdb-style folder ``root/aclImdb``: 8-word reviews of good or bad
     words (pos/neg) mixed with neutral ones. Returns the folder."""

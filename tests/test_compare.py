@@ -1,7 +1,5 @@
 """compare_optimizers.py: same start per seed, tables, curves, failures, flags."""
-import contextlib
 import csv
-import io
 import json
 import os
 import re
@@ -17,25 +15,12 @@ from sentiment.config import TUTORIAL_OPTIMIZERS, Config
 from sentiment.modelfile import load_options, params_digest
 from sentiment.training import Trainer
 
-from conftest import synthetic_corpus, write_corpus
+from conftest import read_runs, run_compare as run_main, synthetic_corpus, write_corpus
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"  # the signature every PNG file starts with
 # A small model: 380 training reviews / 16 = 24 updates an epoch, 48 in all.
 SMALL = ["--dim-proj", "8", "--n-words", "60", "--max-epochs", "2", "--valid-freq", "5",
          "--test-size", "0"]
-
-
-def run_main(argv):
-    """``compare_optimizers.main(argv)`` -> (exit code, what it wrote to stderr)."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = co.main(argv)
-    return code, err.getvalue()
-
-
-def read_runs(out):
-    with open(os.path.join(out, "runs.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 def read_csv(out):
@@ -145,8 +130,10 @@ def test_tables_curves_and_run_files_are_written(comparison):
         assert float(row["epochs_mean"]) == 2.0
         assert float(row["seconds_mean"]) > 0 and float(row["updates_per_s_mean"]) > 0
     md = open(os.path.join(out, "results.md"), encoding="utf-8").read()
-    for name in ("adadelta", "rmsprop", "sgd"):
-        assert "| %s | 2/2 |" % name in md
+    # The rate each ran with: the tutorial's AdaDelta (factor 1) and RMSProp (step
+    # 1e-4) ignore --lrate 0.1, which SGD takes.
+    for name, rate in (("adadelta", "1"), ("rmsprop", "0.0001"), ("sgd", "0.1")):
+        assert "| %s | %s | 2/2 |" % (name, rate) in md
         assert "%s-seed1" % name in md and "%s-seed2" % name in md
     assert " ± " in md and "(curves.png)" in md
     width, height = png_size(os.path.join(out, "curves.png"))
@@ -284,7 +271,7 @@ def test_training_flags_are_parsed_into_the_common_options(tmp_path):
     (["--resume", "m.ckpt.npz"], "lstm.py --resume"),
     (["--resume"], "lstm.py --resume"),
     (["--optim", "sgd"], "unrecognized"),  # no abbreviations: --optim is not --optimizers
-    (["--optimizers", "adamw"], "invalid choice"),
+    (["--optimizers", "adamax"], "invalid choice"),
     (["--seeds", "-1"], "0 or more"),
     (["--dim-proj", "0"], "dim_proj must be at least 1"),
 ])
