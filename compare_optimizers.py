@@ -225,8 +225,8 @@ def parse_args(argv=None):
         values.pop(key, None)
     try:
         base = Config.from_dict(dict(values, optimizer=args.optimizers[0],
-                                     seed=args.seeds[0], saveto="")).validate()
-        for name in args.optimizers:  # e.g. --weight-decay with sgd
+                                     seed=args.seeds[0], saveto=""))
+        for name in args.optimizers:  # each run's options (e.g. --weight-decay with sgd)
             with_lrate(base, name, None).validate()
     except ValueError as exc:
         parser.error(str(exc))

@@ -264,6 +264,12 @@ def test_jobs_and_a_dask_cluster_give_the_serial_results(tmp_path, small_corpus)
     assert len({r["params_sha256"] for r in runs["serial"]}) == 4  # four real runs
 
 
+def test_adaptive_lrate_applies_to_adadelta_and_rmsprop_only():
+    args, base = co.parse_args(["--optimizers", "sgd", "adadelta", "--adaptive-lrate", "0.5"])
+    assert tuning.with_lrate(base, "adadelta", None).optimizer_lrate() == 0.5
+    assert tuning.with_lrate(base, "sgd", None).optimizer_lrate() == base.lrate
+
+
 def test_jobs_and_cluster_together_are_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         co.main(["--jobs", "2", "--cluster", "tcp://127.0.0.1:8786"])
