@@ -23,6 +23,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # JAX's tests last: JAX starts threads, and other tests fork (the preprocessing
+    # workers), which is not safe in a process where threads run.
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_jax.py"))
     if os.path.exists(REAL_ARCHIVE):
         return
     skip = pytest.mark.skip(reason="real IMDB archive not found at %s (set IMDB_SOURCE)"
