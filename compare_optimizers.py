@@ -48,22 +48,22 @@ import time
 
 import lstm  # first: sets PyTensor's flags
 from sentiment.cli import add_config_args, add_training_args, parse_with_config
-from sentiment.compare_report import (CSV_COLUMNS, FAILURE_TEXT, PAIR_COLUMNS,
-                                      default_target, markdown_text, paired_rows, summarize)
+from sentiment.compare_report import (CSV_COLUMNS, FAILURE_TEXT, PAIR_COLUMNS, markdown_text,
+                                      paired_rows, summarize)
 from sentiment.comparison import kept_runs, options_digest, run_folder, run_task
 from sentiment.config import OPTIMIZERS, TUTORIAL_OPTIMIZERS, Config
 from sentiment.errors import DataError, report
 from sentiment.machine import cpu_info
 from sentiment.parallel import pool, run_all, threads_per_run
 from sentiment.plotting import plot_curves, plot_tuning
-from sentiment.reporting import MODEL_FILE, csv_text, duration, jsonl_text, write_texts
+from sentiment.reporting import (MODEL_FILE, csv_text, duration, jsonl_text, run_name,
+                                 write_texts)
 from sentiment.tuning import DEFAULT_GRIDS, grids_for, parse_lrates, rate_text, select, with_lrate
 from sentiment.wording import plural
 
 PROG = "compare_optimizers.py"
 DEFAULT_SEEDS = (123, 124, 125)
 DEFAULT_OUT = os.path.join("runs", "compare")
-run_name = run_folder  # the folder of a plain comparison's run: <optimizer>-seed<seed>
 __all__ = ["CSV_COLUMNS", "build_parser", "main", "parse_args", "run_name"]
 
 
@@ -403,9 +403,7 @@ class Comparison:
         """Rewrite runs.jsonl, the tables and the figures, each atomically."""
         final = [r for r in self.runs if not self.args.tune
                  or r["options_sha256"] in self.final]
-        rows = summarize(final, self.args.optimizers)
-        target = self.args.target_valid or default_target(rows)
-        rows = summarize(final, self.args.optimizers, target)
+        rows = summarize(final, self.args.optimizers, self.args.target_valid)
         pairs = paired_rows(final, self.args.optimizers)
         info = self.info()
         write_texts(self.out, {

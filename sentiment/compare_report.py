@@ -53,8 +53,9 @@ def _status(mine, ok):
 
 def summarize(runs, optimizers, target=None):
     """One dict per optimizer (in ``optimizers`` order): counts, status text,
-    statistics, and how many runs reached validation error ``target`` and when."""
-    rows = []
+    statistics, and how many runs reached validation error ``target`` (None:
+    :func:`default_target`) and when."""
+    rows, oks = [], []
     for name in optimizers:
         mine = [r for r in runs if r["optimizer"] == name]
         ok = [r for r in mine if r["status"] == "ok"]
@@ -67,12 +68,15 @@ def summarize(runs, optimizers, target=None):
             row[stat + "_mean"], row[stat + "_std"] = mean_std(m[stat] for m in metrics)
         _, row["test_err_ci_low"], row["test_err_ci_high"] = stats.mean_ci(
             [m["test_err"] for m in metrics])
+        rows.append(row)
+        oks.append(ok)
+    target = target or default_target(rows)
+    for row, ok in zip(rows, oks):
         reached = [stats.first_reach(r["curve"], target) for r in ok] if target else []
         reached = [x for x in reached if x is not None]
         row.update(target_valid=target, reached=len(reached) if target else None,
                    updates_to_target_mean=mean_std(x["update"] for x in reached)[0],
                    seconds_to_target_mean=mean_std(x["seconds"] for x in reached)[0])
-        rows.append(row)
     return rows
 
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 
-from sentiment.reporting import MODEL_FILE, open_run_log, read_jsonl, train_run
+from sentiment.reporting import MODEL_FILE, open_run_log, read_jsonl, run_name, train_run
 
 #: Statuses of a run that finished: kept when the comparison is run again.
 FINISHED = ("ok", "bad_cost")
@@ -35,9 +35,7 @@ def options_digest(options):
 def run_folder(optimizer, seed, lrate=None):
     """``<optimizer>-seed<seed>``, or ``<optimizer>-lr<lrate>-seed<seed>`` in a tuned
     comparison (several rates of one optimizer)."""
-    if lrate is None:
-        return "%s-seed%d" % (optimizer, seed)
-    return "%s-lr%g-seed%d" % (optimizer, lrate, seed)
+    return run_name(optimizer if lrate is None else "%s-lr%g" % (optimizer, lrate), seed)
 
 
 def run_task(train, options, folder, source=None, callback=None):

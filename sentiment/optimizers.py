@@ -29,6 +29,16 @@ def zeros_like_params(tparams, suffix):
             for k, p in tparams.items()]
 
 
+def grad_function(rule, tparams, grads, inputs, cost, updates, mode):
+    """``(f_grad_shared, zipped_grads)``: ``f_grad_shared(*inputs) -> cost``
+    stores ``grads`` in ``zipped_grads`` (the tutorial's split of a step)."""
+    zipped_grads = zeros_like_params(tparams, "grad")
+    f_grad_shared = pytensor.function(
+        inputs, cost, updates=list(updates) + list(zip(zipped_grads, grads)),
+        name="%s_f_grad_shared" % rule, mode=mode)
+    return f_grad_shared, zipped_grads
+
+
 def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
          beta1=0.9, beta2=0.999, epsilon=1e-8, weight_decay=0.0):
     """Adam [Adam2015]_, Algorithm 1 of the paper (the constants are its defaults).
@@ -54,13 +64,11 @@ def adam(lr, tparams, grads, inputs, cost, updates=(), mode=None,
     .. [AdamW2019] Ilya Loshchilov and Frank Hutter, *Decoupled Weight Decay
        Regularization*, ICLR 2019, arXiv:1711.05101.
     """
-    zipped_grads = zeros_like_params(tparams, "grad")
+    f_grad_shared, zipped_grads = grad_function("adam", tparams, grads, inputs, cost,
+                                                updates, mode)
     m = zeros_like_params(tparams, "adam_m")
     v = zeros_like_params(tparams, "adam_v")
     t = pytensor.shared(_floatX(0.0), name="adam_t")
-    zgup = [(zg, g) for zg, g in zip(zipped_grads, grads)]
-    f_grad_shared = pytensor.function(inputs, cost, updates=list(updates) + zgup,
-                                      name="adam_f_grad_shared", mode=mode)
     t_new = t + 1.0
     beta1, beta2, epsilon = (pt.constant(_floatX(c)) for c in (beta1, beta2, epsilon))
     fix1 = 1.0 - beta1 ** t_new
@@ -94,11 +102,9 @@ def nesterov(lr, tparams, grads, inputs, cost, updates=(), mode=None, momentum=0
        Hinton, *On the importance of initialization and momentum in deep
        learning*, ICML 2013.
     """
-    zipped_grads = zeros_like_params(tparams, "grad")
+    f_grad_shared, zipped_grads = grad_function("nesterov", tparams, grads, inputs, cost,
+                                                updates, mode)
     velocity = zeros_like_params(tparams, "velocity")
-    f_grad_shared = pytensor.function(
-        inputs, cost, updates=list(updates) + list(zip(zipped_grads, grads)),
-        name="nesterov_f_grad_shared", mode=mode)
     mu = pt.constant(_floatX(momentum))
     new = []
     for p, g, v in zip(tparams.values(), zipped_grads, velocity):
@@ -123,11 +129,9 @@ def adagrad(lr, tparams, grads, inputs, cost, updates=(), mode=None, epsilon=1e-
        Subgradient Methods for Online Learning and Stochastic Optimization*,
        JMLR 12, 2011.
     """
-    zipped_grads = zeros_like_params(tparams, "grad")
+    f_grad_shared, zipped_grads = grad_function("adagrad", tparams, grads, inputs, cost,
+                                                updates, mode)
     sum_sq = zeros_like_params(tparams, "adagrad_sum")
-    f_grad_shared = pytensor.function(
-        inputs, cost, updates=list(updates) + list(zip(zipped_grads, grads)),
-        name="adagrad_f_grad_shared", mode=mode)
     eps = pt.constant(_floatX(epsilon))
     new = []
     for p, g, acc in zip(tparams.values(), zipped_grads, sum_sq):

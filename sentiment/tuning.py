@@ -76,13 +76,11 @@ def with_lrate(options, optimizer, lrate):
     Sets ``lrate`` for the optimizers that read it, ``adaptive_lrate`` for
     AdaDelta and RMSProp (:meth:`Config.optimizer_lrate` reads it back).
     """
-    options = dataclasses.replace(options, optimizer=optimizer)
-    if lrate is None:
-        return dataclasses.replace(options, adaptive_lrate=0.0) if (
-            optimizer not in ("adadelta", "rmsprop")) else options
-    if optimizer in LRATE_OPTIMIZERS:
-        return dataclasses.replace(options, lrate=float(lrate), adaptive_lrate=0.0)
-    return dataclasses.replace(options, adaptive_lrate=float(lrate))
+    if optimizer in LRATE_OPTIMIZERS:  # adaptive_lrate is AdaDelta's and RMSProp's only
+        return dataclasses.replace(options, optimizer=optimizer, adaptive_lrate=0.0,
+                                   lrate=options.lrate if lrate is None else float(lrate))
+    return dataclasses.replace(options, optimizer=optimizer, adaptive_lrate=(
+        options.adaptive_lrate if lrate is None else float(lrate)))
 
 
 def rate_text(lrate):
