@@ -32,7 +32,7 @@ from pytensor import config
 
 import imdb
 import imdb_preprocess
-from sentiment import cli, device, digests, embeddings, fused_lstm, variants
+from sentiment import cli, device, digests, embeddings, fused_graph, fused_lstm, variants
 from sentiment import evaluate as evaluation, predict as prediction
 from sentiment.config import ADAMW_DECAY, Config, checkpoint_path
 from sentiment.errors import DataError, report
@@ -383,6 +383,15 @@ def sgd(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False):
     return f_grad_shared, f_update, gshared
 
 
+def running_average(avg, g, square=False, fused=False):
+    """The tutorial's running average ``0.95 * avg + 0.05 * g`` (``g ** 2``
+    with ``square``); ``fused`` (float32): the same bits, in threads
+    (:class:`sentiment.fused_lstm.RunningAverage`)."""
+    if fused and avg.dtype == "float32":
+        return fused_lstm.RunningAverage(square)(avg, g)
+    return 0.95 * avg + 0.05 * (g ** 2 if square else g)
+
+
 def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False,
              step=1.0):
     """AdaDelta [ADADELTA]_ with the tutorial's constants (rho 0.95, eps 1e-6).
@@ -402,7 +411,7 @@ def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=Fals
     running_grads2 = zeros_like_params(tparams, "rgrad2")
 
     zgup = [(zg, g) for zg, g in zip(zipped_grads, grads)]
-    rg2up = [(rg2, 0.95 * rg2 + 0.05 * (g ** 2))
+    rg2up = [(rg2, running_average(rg2, g, square=True, fused=fused))
              for rg2, g in zip(running_grads2, grads)]
     f_grad_shared = pytensor.function(inputs, cost,
                                       updates=list(updates) + zgup + rg2up,
@@ -445,8 +454,9 @@ def rmsprop(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False
     running_grads2 = zeros_like_params(tparams, "rgrad2")
 
     zgup = [(zg, g) for zg, g in zip(zipped_grads, grads)]
-    rgup = [(rg, 0.95 * rg + 0.05 * g) for rg, g in zip(running_grads, grads)]
-    rg2up = [(rg2, 0.95 * rg2 + 0.05 * (g ** 2))
+    rgup = [(rg, running_average(rg, g, fused=fused))
+            for rg, g in zip(running_grads, grads)]
+    rg2up = [(rg2, running_average(rg2, g, square=True, fused=fused))
              for rg2, g in zip(running_grads2, grads)]
     f_grad_shared = pytensor.function(inputs, cost,
                                       updates=list(updates) + zgup + rgup + rg2up,
@@ -528,9 +538,9 @@ def pred_probs(f_pred_prob, prepare_data, data, iterator, verbose=False):
     """Class probabilities ``(n_samples, ydim)`` of every example of ``data``."""
     probs = None
     n_done = 0
+    labels = np.asarray(data[1])
     for _, index in iterator:
-        x, mask, _ = prepare_data([data[0][t] for t in index],
-                                  np.asarray(data[1])[index], maxlen=None)
+        x, mask, _ = prepare_data([data[0][t] for t in index], labels[index], maxlen=None)
         batch = f_pred_prob(x, mask)
         if probs is None:
             probs = np.zeros((len(data[0]), batch.shape[1]), dtype=config.floatX)
@@ -739,8 +749,8 @@ def load_model(model, options=None):
     minibatches made as in training."""
     options, params = saved_model(model, options)
     built = build_model(init_tparams(params), options, np.random.default_rng(0))
-    f_pred_prob = pytensor.function([built["x"], built["mask"]], built["pred"],
-                                    name="f_pred_prob", mode=fused_lstm.compile_mode(options.mode))
+    f_pred_prob = pytensor.function([built["x"], built["mask"]], built["pred"], name="f_pred_prob",
+                                    mode=fused_graph.compile_mode(options.mode))
     prepare_data = variants.batcher(options)
 
     def classify(seqs):
@@ -756,7 +766,7 @@ def load_states(model, options):
     x, mask, taps = pt.matrix("x", dtype="int64"), pt.matrix("mask", dtype=config.floatX), {}
     encode_reviews(init_tparams(params), options, x, mask, taps=taps)
     return options, params, pytensor.function([x, mask], [taps["states"], taps["emb"]],
-                                              mode=fused_lstm.compile_mode(options.mode),
+                                              mode=fused_graph.compile_mode(options.mode),
                                               on_unused_input="ignore", name="f_states")
 
 

@@ -10,7 +10,14 @@ weights, ``torch.optim.Adadelta(lr=1, rho=0.95, eps=1e-6)``: the tutorial's
 AdaDelta). It checks that every implementation computes the same cost on the
 same batch, and the same parameters after one update, then times, in rounds
 that alternate between them, ``--repeats`` training updates (forward,
-backward, AdaDelta step) and predictions, and prints medians and ratios.
+backward, AdaDelta step), predictions (8 batches of other words in turn,
+after one pass over them with the same weights, as in the middle of a long
+evaluation) and predictions just after an update, and prints medians and
+ratios. The project's prediction keeps the input projections of the
+embedding rows it has computed while the weights stay the same
+(``fused_graph.ProjectedRows``: ``evaluate``, ``predict``, each validation);
+just after an update it computes them again, the cost of a prediction on new
+weights ("new w.").
 
 The FLOP bound is the time the update's six large matrix products
 (48 T B dim^2 FLOP) take at the float32 GEMM rate measured here in the same
@@ -188,20 +195,36 @@ def check_agreement(runners, T, B):
     return report
 
 
+PREDICT_BATCHES = 8  # predictions cycle through this many batches of other words
+
+
 def measure(runners, T, B, repeats, rounds):
-    """Median ms per update and per prediction, alternating between runners by round."""
+    """Median ms per update, per prediction and per prediction just after an
+    update (``predict_new``: new weights, so the project's kept projections of
+    the embedding rows are all computed again), alternating between runners
+    by round."""
     x, mask, y = make_batch(T, B)
+    batches = [make_batch(T, B, seed=10 + k)[:2] for k in range(PREDICT_BATCHES)]
     for r in runners:  # warm-up
         r.update(x, mask, y)
-        r.predict(x, mask)
-    times = {r.name: {"update": [], "predict": []} for r in runners}
+        for xb, mb in batches:
+            r.predict(xb, mb)
+    times = {r.name: {"update": [], "predict": [], "predict_new": []} for r in runners}
     per_round = max(1, repeats // rounds)
     for _ in range(rounds):
         for r in runners:
+            t = times[r.name]
             for _ in range(per_round):
-                times[r.name]["update"].append(_timed(lambda: r.update(x, mask, y)))
-            for _ in range(per_round):
-                times[r.name]["predict"].append(_timed(lambda: r.predict(x, mask)))
+                t["update"].append(_timed(lambda: r.update(x, mask, y)))
+            for xb, mb in batches:  # (untimed) as in a long evaluation, with these weights
+                r.predict(xb, mb)
+            for k in range(per_round):
+                xb, mb = batches[k % len(batches)]
+                t["predict"].append(_timed(lambda: r.predict(xb, mb)))
+            for k in range(per_round):
+                xb, mb = batches[k % len(batches)]
+                r.update(x, mask, y)
+                t["predict_new"].append(_timed(lambda: r.predict(xb, mb)))
     return {name: {k: 1000 * float(np.median(v)) for k, v in t.items()}
             for name, t in times.items()}
 
@@ -236,15 +259,17 @@ def bench_shape(T, B, args, gflops):
     ms = measure(runners, T, B, args.repeats, args.rounds)
     bound = 48 * T * B * DIM ** 2 / (gflops * 1e9) * 1000
     torch_ms = ms["pytorch"]
-    print("  %-16s %10s %10s %14s %14s %10s" % ("", "update ms", "predict ms",
-                                               "update ratio", "predict ratio", "vs bound"))
+    print("  %-16s %9s %9s %9s %9s %9s %9s %9s" % (
+        "", "update", "predict", "new w.", "update", "predict", "new w.", "vs bound"))
     for r in runners:
         m = ms[r.name]
-        print("  %-16s %10.2f %10.2f %13.2fx %13.2fx %9.2fx"
-              % (r.name, m["update"], m["predict"], torch_ms["update"] / m["update"],
-                 torch_ms["predict"] / m["predict"], m["update"] / bound))
-    print("  (ratio: PyTorch's time / this one's, > 1 = faster than PyTorch; "
-          "vs bound: update time / FLOP bound %.2f ms)" % bound)
+        print("  %-16s %6.2f ms %6.2f ms %6.2f ms %8.2fx %8.2fx %8.2fx %8.2fx"
+              % (r.name, m["update"], m["predict"], m["predict_new"],
+                 torch_ms["update"] / m["update"], torch_ms["predict"] / m["predict"],
+                 torch_ms["predict_new"] / m["predict_new"], m["update"] / bound))
+    print("  (ratios: PyTorch's time / this one's, > 1 = faster than PyTorch; predict: "
+          "%d batches in turn; new w.: prediction just after an update; vs bound: update "
+          "time / FLOP bound %.2f ms)" % (PREDICT_BATCHES, bound))
     main_ms = ms["project-" + args.impls[0]]
     return dict(T=T, B=B, impl=args.impls[0],
                 project_ms=main_ms["update"], pytorch_ms=torch_ms["update"],
@@ -252,6 +277,9 @@ def bench_shape(T, B, args, gflops):
                 project_predict_ms=main_ms["predict"],
                 pytorch_predict_ms=torch_ms["predict"],
                 predict_ratio=torch_ms["predict"] / main_ms["predict"],
+                project_predict_new_ms=main_ms["predict_new"],
+                pytorch_predict_new_ms=torch_ms["predict_new"],
+                predict_new_ratio=torch_ms["predict_new"] / main_ms["predict_new"],
                 flop_bound_ms=bound,
                 all_ms=ms)
 

@@ -38,7 +38,7 @@ from pytensor.link.jax.linker import JAXLinker
 from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.shape import Shape, Shape_i
 
-from sentiment import fused_lstm
+from sentiment import fused_graph
 from sentiment.errors import DataError
 
 INSTALL = ".venv/bin/pip install -r requirements-gpu.txt"
@@ -150,11 +150,11 @@ class ShapeJAXLinker(JAXLinker):
 def compile_mode(options):
     """The compile mode of a run: ``options.mode`` on the CPU, PyTensor's JAX
     mode (with :class:`ShapeJAXLinker`) with ``device == "gpu"``; both with the
-    project's softmax rewrite (:func:`sentiment.fused_lstm.compile_mode`)."""
+    project's rewrites (:func:`sentiment.fused_graph.compile_mode`)."""
     if options.device != "gpu":
-        return fused_lstm.compile_mode(options.mode)
+        return fused_graph.compile_mode(options.mode)
     _setup_jax()
-    return fused_lstm.compile_mode(
+    return fused_graph.compile_mode(
         Mode(ShapeJAXLinker(), RewriteDatabaseQuery(include=["fast_run", "jax"])))
 
 
@@ -212,7 +212,7 @@ class HostNoise:
             strict=False)
         self.f_draw = pytensor.function(
             [model["x"], model["mask"]], own, updates=[(rng, next_rng)],
-            mode=fused_lstm.compile_mode(options.mode), on_unused_input="ignore",
+            mode=fused_graph.compile_mode(options.mode), on_unused_input="ignore",
             name="f_draw_noise")
         model["cost"] = graph_replace(model["cost"], dict(zip(draws, self.inputs)))
         model["updates"] = OrderedDict()

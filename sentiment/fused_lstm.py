@@ -57,14 +57,9 @@ import numpy as np
 import pytensor.tensor as pt
 from numba.extending import overload
 from pytensor import config
-from pytensor.compile import optdb
-from pytensor.compile.mode import get_mode
 from pytensor.gradient import DisconnectedType, grad_not_implemented, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.graph.rewriting.basic import node_rewriter
-from pytensor.tensor.rewriting.ofg import inline_ofg_node
-from pytensor.tensor.special import Softmax
 
 # Fast-math flags that keep NaN and infinity semantics (no "nnan"/"ninf"):
 # a NaN in the parameters still reaches the cost, so training still stops on
@@ -345,6 +340,22 @@ def _sigmoid(x, half):
 
 
 @numba.njit(**_jit)
+def _cell(m, x_tb, z_b, g_tb, cp, hp, c_tb, h_tb, dim, one, half):
+    # One row of one step: the gates g_tb from the pre-activations z_b + x_tb
+    # (i, f, o, c~), then the states c_tb, h_tb from cp, hp under the mask m.
+    # Simple loops over contiguous rows, which the compiler vectorises.
+    for k in range(3 * dim):  # i, f, o
+        g_tb[k] = _sigmoid(z_b[k] + x_tb[k], half)
+    for k in range(3 * dim, 4 * dim):  # c~
+        g_tb[k] = _tanh(z_b[k] + x_tb[k])
+    for d in range(dim):
+        c_new = (m * (g_tb[dim + d] * cp[d] + g_tb[d] * g_tb[3 * dim + d])
+                 + (one - m) * cp[d])
+        c_tb[d] = c_new
+        h_tb[d] = m * (g_tb[2 * dim + d] * _tanh(c_new)) + (one - m) * hp[d]
+
+
+@numba.njit(**_jit)
 def _forward(xw, mask, U, Up, h, c, gates, t0, t1, lo, hi):
     # xw: (T, B, 4D); mask: (T, B); U: (D, 4D), Up: U packed or empty; h, c: (T, B, D) and
     # gates: (T, B, 4D) are written (i, f, o, c~ after their non-linearity),
@@ -362,20 +373,76 @@ def _forward(xw, mask, U, Up, h, c, gates, t0, t1, lo, hi):
         if t > 0:
             _step_gemm(h_prev, U, Up, preact, False, zero)
         for r in range(rows):
-            # Simple loops over contiguous rows, which the compiler vectorises.
             b = lo + r
-            m = mask[t, b]
-            x_tb, z_b, g_tb = xw[t, b], preact[r], gates[t, b]
-            for k in range(3 * dim):  # i, f, o
-                g_tb[k] = _sigmoid(z_b[k] + x_tb[k], half)
-            for k in range(3 * dim, dim4):  # c~
-                g_tb[k] = _tanh(z_b[k] + x_tb[k])
-            cp, hp, c_tb, h_tb = c_prev[r], h_prev[r], c[t, b], h[t, b]
+            _cell(mask[t, b], xw[t, b], preact[r], gates[t, b], c_prev[r], h_prev[r],
+                  c[t, b], h[t, b], dim, one, half)
+
+
+
+@numba.njit(**_jit)
+def _forward_rows(x, ids, table, mask, W, Wp, b, U, Up, h_out, c_out, gates_out, pooled,
+                  xw, lo, hi):
+    # The forward of the batch's rows lo:hi over every step. x: (T, B, n_in),
+    # or, when table is not empty, the projection of row b of step t is
+    # table[ids[t, b]] (ids: (T, B); see ProjectedRows), x unused;
+    # Wp, Up: W and U packed (or empty: the BLAS); h_out, c_out: (T, B, D) and
+    # gates_out: (T, B, 4D), each written if not empty (LSTMForward's
+    # outputs); pooled: (B, D), written if not empty, the mean of h over the
+    # unmasked steps (MaskedMean's arithmetic). The input projection runs
+    # chunk steps at a time, just before the recurrence reads them, so it
+    # stays in cache: xw, (chunk, hi - lo, 4D), holds a chunk. The same
+    # arithmetic as _project, then _forward (and _masked_mean): the same bits.
+    n_steps, dim4 = mask.shape[0], W.shape[1]
+    dim, rows = dim4 // 4, hi - lo
+    one = np.ones(1, dtype=x.dtype)[0]
+    zero, half = one - one, one / (one + one)
+    chunk = xw.shape[0]
+    gates = np.empty((rows, dim4), dtype=x.dtype)
+    preact = np.zeros((rows, dim4), dtype=x.dtype)
+    h = np.zeros((2, rows, dim), dtype=x.dtype)  # h_{t-1} and h_t, by turns
+    c = np.zeros((2, rows, dim), dtype=x.dtype)
+    acc = np.zeros((rows, dim), dtype=np.float64)
+    count = np.zeros(rows, dtype=np.float64)
+    for t0 in range(0, n_steps, chunk):
+        t1 = min(n_steps, t0 + chunk)
+        for t in range(t0, t1):
+            if table.shape[0] > 0:
+                for r in range(rows):
+                    xw_tr, row = xw[t - t0, r], table[ids[t, lo + r]]
+                    for k in range(dim4):
+                        xw_tr[k] = row[k]
+                continue
+            _step_gemm(x[t, lo:hi], W, Wp, xw[t - t0], False, zero)
+            for r in range(rows):
+                xw_tr = xw[t - t0, r]
+                for k in range(dim4):
+                    xw_tr[k] += b[k]
+        for t in range(t0, t1):
+            prev, cur = (t + 1) % 2, t % 2
+            if t > 0:
+                _step_gemm(h[prev], U, Up, preact, False, zero)
+            for r in range(rows):
+                m = mask[t, lo + r]
+                _cell(m, xw[t - t0, r], preact[r], gates[r], c[prev, r], h[prev, r],
+                      c[cur, r], h[cur, r], dim, one, half)
+                if pooled.shape[0] > 0:
+                    count[r] += m
+                    h_r, acc_r = h[cur, r], acc[r]
+                    for d in range(dim):
+                        acc_r[d] += h_r[d] * m
+            if h_out.shape[0] > 0:
+                h_out[t, lo:hi] = h[cur]
+            if c_out.shape[0] > 0:
+                c_out[t, lo:hi] = c[cur]
+            if gates_out.shape[0] > 0:
+                gates_out[t, lo:hi] = gates
+    if pooled.shape[0] > 0:
+        n = np.empty(1, dtype=pooled.dtype)
+        for r in range(rows):
+            n[0] = count[r]
             for d in range(dim):
-                c_new = (m * (g_tb[dim + d] * cp[d] + g_tb[d] * g_tb[3 * dim + d])
-                         + (one - m) * cp[d])
-                c_tb[d] = c_new
-                h_tb[d] = m * (g_tb[2 * dim + d] * _tanh(c_new)) + (one - m) * hp[d]
+                pooled[lo + r, d] = acc[r, d]  # cast first, then divide in pooled's type
+                pooled[lo + r, d] = pooled[lo + r, d] / n[0]
 
 
 @numba.njit(**_jit)
@@ -464,10 +531,11 @@ def _blas_thread_control():
 
 
 _BLAS_THREADS = None  # (get, set) of NumPy's OpenBLAS thread count, or None: set by setup()
-ROW_SPLIT_ROWS = 16  # rows per thread from which the rows are shared out
+ROW_SPLIT_ROWS = 8  # rows per thread from which the backward shares out the rows
+LARGE_BATCH = 32  # rows from which the gradient is summed in LARGE_CHUNKS blocks of steps
 FORWARD_CHUNK_ROWS = 256  # steps x rows per projection chunk (small batches)
 BACKWARD_CHUNK_ROWS = 512  # steps x rows per gradient chunk (small batches)
-LARGE_CHUNKS = 8  # gradient chunks of a batch of 2 ROW_SPLIT_ROWS rows or more (1, 2, 4, 8 threads)
+LARGE_CHUNKS = 8  # gradient chunks of a batch of LARGE_BATCH rows or more (1, 2, 4, 8 threads)
 
 
 _setup_lock = threading.Lock()
@@ -527,11 +595,11 @@ class _OneBlasThread:
         _BLAS_THREADS[1](self.count)
 
 
-def _schedule(n_samples):
+def _schedule(n_samples, rows_per_thread):
     """``"serial"``, ``"pipeline"`` (small batch) or ``"rows"`` (row blocks in threads)."""
     if threads <= 1 or _BLAS_THREADS is None:
         return "serial"
-    return "rows" if n_samples >= 2 * ROW_SPLIT_ROWS else "pipeline"
+    return "rows" if n_samples >= 2 * rows_per_thread else "pipeline"
 
 
 def _chunks(n_steps, n_samples, rows):
@@ -590,10 +658,14 @@ def _blocks(size, n):
 
 
 def _in_threads(fn, calls):
-    """``fn(*args)`` for every ``args`` of ``calls``, each in its own pool thread."""
-    futures = [_executor(len(calls)).submit(fn, *args) for args in calls]
-    for future in futures:
-        future.result()
+    """``fn(*args)`` for every ``args`` of ``calls``, each in its own thread:
+    this one takes the first, pool threads the others."""
+    futures = [_executor(len(calls) - 1).submit(fn, *args) for args in calls[1:]]
+    try:
+        fn(*calls[0])
+    finally:
+        for future in futures:
+            future.result()
 
 
 def _run_all(fn, calls):
@@ -671,9 +743,20 @@ class _Pool:
             return buf[:nbytes].view(dtype).reshape(shape)
 
     def zeros(self, shape, dtype):
+        """Like ``np.zeros``; a large array is filled in threads, by blocks."""
         out = self.empty(shape, dtype)
-        out.fill(0)
+        flat = out.reshape(-1)
+        n = max(1, min(threads, flat.size // MIN_STEP_BLOCK))
+        if n == 1:
+            flat.fill(0)
+        else:
+            _in_threads(_fill_zero, [(flat[lo:hi],) for lo, hi in _blocks(flat.size, n)])
         return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _fill_zero(a):
+    a[:] = 0
 
 
 _pool = _Pool()
@@ -684,44 +767,89 @@ def lstm_forward_arrays(x, mask, W, U, b):
     setup()
     n_steps, n_samples = x.shape[:2]
     dim4 = W.shape[1]
+    gates = _pool.empty((n_steps, n_samples, dim4), x.dtype)
+    h = _pool.empty((n_steps, n_samples, dim4 // 4), x.dtype)
+    c = _pool.empty(h.shape, x.dtype)
+    if _schedule(n_samples, ROWS_PER_THREAD) != "pipeline":
+        _forward_in_rows(x, mask, W, U, b, h, c, gates, np.empty((0, 1), x.dtype))
+        return h, c, gates
     # (Not the projection written into ``gates`` in place: with the two
     # aliased, the compiler's overlap check turns off the vector loops.)
     xw = _pool.empty((n_steps, n_samples, dim4), x.dtype)
-    gates = _pool.empty(xw.shape, x.dtype)
-    h = _pool.empty((n_steps, n_samples, dim4 // 4), x.dtype)
-    c = _pool.empty(h.shape, x.dtype)
     recurrence = (xw, mask, U, packed(U), h, c, gates)
     projection = (x, W, packed(W), b, xw)
-    schedule = _schedule(n_samples)
-    if schedule == "serial":
-        _project(*projection, 0, n_steps)
-        _forward(*recurrence, 0, n_steps, 0, n_samples)
-    elif schedule == "rows":
-        n = _row_threads(n_samples)
-        with _OneBlasThread():
-            _in_threads(_project, [projection + steps for steps in _blocks(n_steps, n)])
-            _in_threads(_forward, [recurrence + (0, n_steps) + rows
-                                   for rows in _blocks(n_samples, n)])
+    with _OneBlasThread():
+        chunks = _chunks(n_steps, n_samples, FORWARD_CHUNK_ROWS)
+        if chunks[0][1] - chunks[0][0] > 1:
+            # The first chunk's projection is shared: this thread takes
+            # its first half, so the recurrence starts sooner (T=100,
+            # B=16: forward 5.62 against 6.00 ms, medians of 14 alternating).
+            (t0, t1), mid = chunks[0], (chunks[0][0] + chunks[0][1]) // 2
+            chunks = [(t0, mid), (mid, t1)] + chunks[1:]
+            futures = [None] + [_executor(1).submit(_project, *projection, s0, s1)
+                                for s0, s1 in chunks[1:]]
+            _project(*projection, t0, mid)
+        else:
+            futures = [_executor(1).submit(_project, *projection, t0, t1)
+                       for t0, t1 in chunks]
+        for (t0, t1), future in zip(chunks, futures):
+            if future is not None:
+                future.result()
+            _forward(*recurrence, t0, t1, 0, n_samples)
+    return h, c, gates
+
+
+ROWS_PER_THREAD = 8  # rows per thread from which the forward shares out the rows
+CHUNK_ROWS = 128  # steps x rows of a thread's projection chunk in the forward
+
+
+def lstm_predict_arrays(x, mask, W, U, b, keep_h=True, pool=False, projected=None):
+    """``(h, pooled)``: the forward of :func:`lstm_forward_arrays` with nothing
+    kept for a gradient; ``h`` (or an empty array, ``keep_h=False``) and the
+    mean of ``h`` over the unmasked steps (or an empty array, ``pool=False``).
+
+    ``projected``: ``(ids, table)``, when ``x`` is the rows ``ids`` (int64,
+    ``(n_timesteps, n_samples)``) of an embedding matrix whose projection
+    ``E W + b`` is ``table`` (at least for those rows; see
+    :class:`ProjectedRows`); ``x`` is then not read, and may be None.
+
+    Each thread runs a block of the batch's rows over the whole sequence,
+    projecting its inputs a chunk of steps at a time: no hand-off between
+    threads but at the start and the end, and nothing of the size of the
+    sequence is written but ``h``. The same bits as ``lstm_forward_arrays``
+    (then ``MaskedMean``): every element is computed by the same arithmetic.
+    """
+    setup()
+    n_steps, n_samples = mask.shape
+    dtype, dim = W.dtype, U.shape[0]
+    h = (_pool.empty((n_steps, n_samples, dim), dtype) if keep_h
+         else np.empty((0, 1, 1), dtype))
+    pooled = np.empty((n_samples, dim) if pool else (0, 1), dtype)
+    none = np.empty((0, 1, 1), dtype)
+    _forward_in_rows(x, mask, W, U, b, h, none, none, pooled, projected)
+    return h, pooled
+
+
+def _forward_in_rows(x, mask, W, U, b, h, c, gates, pooled, projected=None):
+    """:func:`_forward_rows` over the batch's rows, in blocks of at least
+    ROWS_PER_THREAD rows, one thread each (this thread takes the first)."""
+    n_samples = mask.shape[1]
+    n = 1 if _BLAS_THREADS is None else max(1, min(threads, n_samples // ROWS_PER_THREAD))
+    blocks = _blocks(n_samples, n)
+    chunk = max(1, CHUNK_ROWS // (blocks[0][1] - blocks[0][0]))
+    if projected is None:
+        inputs = (x, np.empty((0, 0), np.int64), np.empty((0, 1), W.dtype), mask, W, packed(W))
+    else:
+        empty = np.empty((0, 1, 1), W.dtype)
+        inputs = (empty, projected[0], projected[1], mask, W, np.empty((0, 1, PANEL), W.dtype))
+    args = inputs + (b, U, packed(U), h, c, gates, pooled)
+    calls = [args + (_pool.empty((chunk, hi - lo, W.shape[1]), W.dtype), lo, hi)
+             for lo, hi in blocks]
+    if len(blocks) == 1:
+        _forward_rows(*calls[0])
     else:
         with _OneBlasThread():
-            chunks = _chunks(n_steps, n_samples, FORWARD_CHUNK_ROWS)
-            if chunks[0][1] - chunks[0][0] > 1:
-                # The first chunk's projection is shared: this thread takes
-                # its first half, so the recurrence starts sooner (T=100,
-                # B=16: forward 5.62 against 6.00 ms, medians of 14 alternating).
-                (t0, t1), mid = chunks[0], (chunks[0][0] + chunks[0][1]) // 2
-                chunks = [(t0, mid), (mid, t1)] + chunks[1:]
-                futures = [None] + [_executor(1).submit(_project, *projection, s0, s1)
-                                    for s0, s1 in chunks[1:]]
-                _project(*projection, t0, mid)
-            else:
-                futures = [_executor(1).submit(_project, *projection, t0, t1)
-                           for t0, t1 in chunks]
-            for (t0, t1), future in zip(chunks, futures):
-                if future is not None:
-                    future.result()
-                _forward(*recurrence, t0, t1, 0, n_samples)
-    return h, c, gates
+            _in_threads(_forward_rows, calls)
 
 
 def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
@@ -739,10 +867,10 @@ def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
     # its own buffers, then the chunks in their order: the chunks depend on the
     # shapes alone, so the sums do not depend on the schedule or the threads.
     chunks = (_chunks(n_steps, n_samples, BACKWARD_CHUNK_ROWS)
-              if n_samples < 2 * ROW_SPLIT_ROWS else _blocks(n_steps, LARGE_CHUNKS))
+              if n_samples < LARGE_BATCH else _blocks(n_steps, LARGE_CHUNKS))
     parts = _grad_parts(W, U, len(chunks))
     jobs = [grads + part + steps for part, steps in zip(parts, chunks)]
-    schedule = _schedule(n_samples)
+    schedule = _schedule(n_samples, ROW_SPLIT_ROWS)
     if schedule == "serial":
         _backward(*recurrence, 0, n_steps, 0, n_samples)
         for job in jobs:
@@ -791,6 +919,14 @@ def _check_float(name, var, dtype, ndim):
         raise TypeError("fused LSTM: %s has dtype %s, expected %s" % (name, var.dtype, dtype))
 
 
+def _check_shapes(x, mask, W, U, b):
+    n_in, dim4 = x.shape[2], U.shape[1]
+    if (W.shape != (n_in, dim4) or dim4 != 4 * U.shape[0] or b.shape != (dim4,)
+            or mask.shape != x.shape[:2]):
+        raise ValueError("fused LSTM: shapes x %s, mask %s, W %s, U %s, b %s do not fit"
+                         % (x.shape, mask.shape, W.shape, U.shape, b.shape))
+
+
 class _Terminal(Op):
     """An Op with no gradient of its own: a gradient, or an optimizer's step."""
 
@@ -823,12 +959,7 @@ class LSTMForward(Op):
 
     def perform(self, node, inputs, output_storage):
         x, mask, W, U, b = (np.ascontiguousarray(a) for a in inputs)
-        n_steps, n_samples, n_in = x.shape
-        dim4 = U.shape[1]
-        if (W.shape != (n_in, dim4) or dim4 != 4 * U.shape[0] or b.shape != (dim4,)
-                or mask.shape != x.shape[:2]):
-            raise ValueError("fused LSTM: shapes x %s, mask %s, W %s, U %s, b %s do not fit"
-                             % (x.shape, mask.shape, W.shape, U.shape, b.shape))
+        _check_shapes(x, mask, W, U, b)
         for storage, value in zip(output_storage, lstm_forward_arrays(x, mask, W, U, b)):
             storage[0] = value
 
@@ -874,6 +1005,7 @@ class LSTMBackward(_Terminal):
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0], shapes[2], shapes[3], (shapes[2][1],)]
+
 
 
 lstm_forward = LSTMForward()
@@ -999,6 +1131,54 @@ class FusedStep(_Terminal):
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0]] * self._outputs[self.rule]
+
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")  # no fast-math: PyTensor's bits
+def _running_average(avg, g, out, square):
+    # The tutorial's 0.95 * avg + 0.05 * g (or g ** 2), float32, as PyTensor's C
+    # code computes it: each product in double (the constants are doubles),
+    # rounded to float32, then their float32 sum.
+    for k in range(avg.shape[0]):
+        v = g[k] * g[k] if square else g[k]
+        out[k] = np.float32(0.95 * avg[k]) + np.float32(0.05 * v)
+
+
+class RunningAverage(_Terminal):
+    """``(avg, g) -> 0.95 * avg + 0.05 * g`` (``square=True``: ``g ** 2``),
+    float32, the running averages that the tutorial's AdaDelta and RMSProp keep
+    in ``f_grad_shared``: the same bits as PyTensor's element-wise C code (a
+    test checks), in threads over blocks (for Wemb's 1.28 M values, 0.44 ms in
+    PyTensor's loop)."""
+
+    __props__ = ("square",)
+
+    def __init__(self, square=False):
+        self.square = bool(square)
+
+    def make_node(self, avg, g):
+        avg, g = pt.as_tensor_variable(avg), pt.as_tensor_variable(g)
+        if avg.dtype != "float32":  # (float64: the C code's sums are contracted otherwise)
+            raise TypeError("running average: float32 only, not %s" % avg.dtype)
+        _check_float("g", g, avg.dtype, avg.ndim)
+        return Apply(self, [avg, g], [avg.type()])
+
+    def perform(self, node, inputs, output_storage):
+        avg, g = (np.ascontiguousarray(a) for a in inputs)
+        if avg.shape != g.shape:
+            raise ValueError("running average: shapes %s and %s differ" % (avg.shape, g.shape))
+        out = _pool.empty(avg.shape, avg.dtype)
+        flat = [a.reshape(-1) for a in (avg, g, out)]
+        n = max(1, min(threads, flat[0].size // MIN_STEP_BLOCK))
+        if n == 1:
+            _running_average(*flat, self.square)
+        else:
+            _in_threads(_running_average, [[a[lo:hi] for a in flat] + [self.square]
+                                           for lo, hi in _blocks(flat[0].size, n)])
+        output_storage[0][0] = out
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
 
 
 adadelta_step = FusedStep("adadelta")
@@ -1239,31 +1419,3 @@ def dot(a, b):
         return _dot(a, b)
     flat = _dot(a.reshape((-1, a.shape[-1])), b)
     return flat.reshape((a.shape[0], a.shape[1], b.shape[1]))
-
-
-# ---------------------------------------------------------------------------
-# The classifier's softmax, inlined. PyTensor 3.0 keeps ``pt.special.softmax``
-# as an ``OpFromGraph`` that the C backend runs by calling a compiled inner
-# function from Python: ~0.7 ms a call, for a (16, 2) matrix (8 % of a T=100,
-# B=16 prediction). Inlined, its graph (max, exp, sum, divide) becomes C
-# element-wise ops; its gradient is still Softmax's own. The rewrite carries
-# only its own tag, so it applies to the graphs compiled with compile_mode()
-# (the project's), never to other graphs of the same process.
-# ---------------------------------------------------------------------------
-REWRITE_TAG = "fused_lstm_inline_softmax"
-
-
-@node_rewriter([Softmax])
-def inline_softmax(fgraph, node):
-    return inline_ofg_node(node)
-
-
-def compile_mode(mode):
-    """PyTensor's compile mode ``mode`` (a name such as ``"CVM"``) with the
-    project's softmax rewrite; the rewrite is registered, under its own tag
-    only, on the first call."""
-    specialize = optdb["specialize"]
-    with _setup_lock:
-        if "inline_softmax_" + REWRITE_TAG not in specialize.__db__:
-            specialize.register("inline_softmax_" + REWRITE_TAG, inline_softmax, REWRITE_TAG)
-    return get_mode(mode).including(REWRITE_TAG)

@@ -32,7 +32,7 @@
 
 #define FL_TARGET __attribute__((target("avx2,fma")))
 #define FL_TARGET512 __attribute__((target("avx512f,avx2,fma")))
-#define FL_ROWS 48   /* rows of A kept in cache by fl_sgemm_packed */
+#define FL_ROWS 48   /* rows of A kept in cache by fl_sgemm_packed (a multiple of 6 and 8) */
 #define FL_DEPTH 256 /* values of k per block in fl_sgemm_tn */
 
 int fl_cpu_ok(void)
@@ -141,11 +141,12 @@ fl_tile512(const int m, long K, const float *A, long sa, long sk, const float *b
            const float *b1p, long ldb, float *C, long ldc, int accumulate)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
+           c61 = c00, c70 = c00, c71 = c00;
 #define FL_LOAD(i) if (m > i) { c##i##0 = _mm512_loadu_ps(C + i * ldc); \
                                 c##i##1 = _mm512_loadu_ps(C + i * ldc + 16); }
     if (accumulate == 2) {
-        FL_LOAD(0) FL_LOAD(1) FL_LOAD(2) FL_LOAD(3) FL_LOAD(4) FL_LOAD(5)
+        FL_LOAD(0) FL_LOAD(1) FL_LOAD(2) FL_LOAD(3) FL_LOAD(4) FL_LOAD(5) FL_LOAD(6) FL_LOAD(7)
     }
 #define FL_ROW(i) if (m > i) { const __m512 a = _mm512_set1_ps(A[i * sa + k * sk]); \
                                c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0); \
@@ -154,28 +155,32 @@ fl_tile512(const int m, long K, const float *A, long sa, long sk, const float *b
     for (long k = 0; k < K; k++) {
         const __m512 b0 = _mm512_loadu_ps(b0p + ldb * k);
         const __m512 b1 = _mm512_loadu_ps(b1p + ldb * k);
-        FL_ROW(0) FL_ROW(1) FL_ROW(2) FL_ROW(3) FL_ROW(4) FL_ROW(5)
+        FL_ROW(0) FL_ROW(1) FL_ROW(2) FL_ROW(3) FL_ROW(4) FL_ROW(5) FL_ROW(6) FL_ROW(7)
     }
 #define FL_STORE(i) if (m > i) { float *c = C + i * ldc; \
         if (accumulate == 1) { c##i##0 = _mm512_add_ps(_mm512_loadu_ps(c), c##i##0); \
                                c##i##1 = _mm512_add_ps(_mm512_loadu_ps(c + 16), c##i##1); } \
         _mm512_storeu_ps(c, c##i##0); _mm512_storeu_ps(c + 16, c##i##1); }
-    FL_STORE(0) FL_STORE(1) FL_STORE(2) FL_STORE(3) FL_STORE(4) FL_STORE(5)
+    FL_STORE(0) FL_STORE(1) FL_STORE(2) FL_STORE(3) FL_STORE(4) FL_STORE(5) FL_STORE(6)
+    FL_STORE(7)
 #undef FL_LOAD
 #undef FL_ROW
 #undef FL_STORE
 }
 
-/* C's 32 columns from two full panels of B, for all M rows of A. */
+/* C's 32 columns from two full panels of B, for all M rows of A: tiles of 8
+ * rows (16 accumulators: AVX-512 has 32 vector registers). */
 static FL_TARGET512 void
 fl_panels512(long M, long K, const float *A, long sa, long sk, const float *b0p,
              const float *b1p, long ldb, float *C, long ldc, int accumulate)
 {
-    for (long i = 0; i < M; i += 6) {
-        const long m = M - i < 6 ? M - i : 6;
+    for (long i = 0; i < M; i += 8) {
+        const long m = M - i < 8 ? M - i : 8;
         const float *a = A + i * sa;
         float *c = C + i * ldc;
         switch (m) {
+        case 8: fl_tile512(8, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
+        case 7: fl_tile512(7, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
         case 6: fl_tile512(6, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
         case 5: fl_tile512(5, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;
         case 4: fl_tile512(4, K, a, sa, sk, b0p, b1p, ldb, c, ldc, accumulate); break;

@@ -127,12 +127,39 @@ def fused_step(rule, step=None):
     return {"adadelta": adadelta, "rmsprop": rmsprop, "adam": adam}[rule]
 
 
+def lstm_predict(pool):
+    """:class:`~sentiment.fused_graph.LSTMHidden` (``pool``: ``LSTMMeanPool``)."""
+    def predict(x, mask, W, U, b):
+        h = lstm_forward(x, mask, W, U, b)[0]
+        return masked_mean(h, mask) if pool else h
+    return predict
+
+
+def lstm_embedded(pool):
+    """:class:`~sentiment.fused_graph.LSTMEmbedded`: the rows, then :func:`lstm_predict`."""
+    import jax.numpy as jnp
+
+    def embedded(E, ids, shape, mask, W, U, b):
+        x = jnp.take(E, ids.reshape(-1), axis=0).reshape((ids.shape[0], ids.shape[1], -1))
+        return lstm_predict(pool)(x, mask, W, U, b)
+    return embedded
+
+
+def running_average(square):
+    """:class:`~sentiment.fused_lstm.RunningAverage`."""
+    return lambda avg, g: 0.95 * avg + 0.05 * (g * g if square else g)
+
+
 def _registrations():
     """``[(Op class, factory)]``: ``factory(op)`` returns the Op's JAX function."""
     import jax.numpy as jnp
-    from sentiment import fused_lstm as fl
+    from sentiment import fused_graph as fg, fused_lstm as fl
     return [
         (fl.LSTMForward, lambda op: lstm_forward),
+        (fg.LSTMHidden, lambda op: lstm_predict(False)),
+        (fg.LSTMMeanPool, lambda op: lstm_predict(True)),
+        (fg.LSTMEmbedded, lambda op: lstm_embedded(op.pool)),
+        (fl.RunningAverage, lambda op: running_average(op.square)),
         (fl.LSTMBackward, lambda op: lstm_backward),
         (fl.Embedding, lambda op: lambda W, idx: jnp.take(W, idx, axis=0)),
         (fl.EmbeddingGrad, lambda op: lambda W, idx, g: jnp.zeros_like(W).at[idx].add(g)),
