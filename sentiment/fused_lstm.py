@@ -397,7 +397,7 @@ def _forward_rows(x, ids, table, mask, W, Wp, b, U, Up, h_out, c_out, gates_out,
     one = np.ones(1, dtype=x.dtype)[0]
     zero, half = one - one, one / (one + one)
     chunk = xw.shape[0]
-    gates = np.empty((rows, dim4), dtype=x.dtype)
+    gates = np.empty((rows, dim4), dtype=x.dtype)  # (when gates_out is not kept)
     preact = np.zeros((rows, dim4), dtype=x.dtype)
     h = np.zeros((2, rows, dim), dtype=x.dtype)  # h_{t-1} and h_t, by turns
     c = np.zeros((2, rows, dim), dtype=x.dtype)
@@ -423,7 +423,8 @@ def _forward_rows(x, ids, table, mask, W, Wp, b, U, Up, h_out, c_out, gates_out,
                 _step_gemm(h[prev], U, Up, preact, False, zero)
             for r in range(rows):
                 m = mask[t, lo + r]
-                _cell(m, xw[t - t0, r], preact[r], gates[r], c[prev, r], h[prev, r],
+                g_r = gates_out[t, lo + r] if gates_out.shape[0] > 0 else gates[r]
+                _cell(m, xw[t - t0, r], preact[r], g_r, c[prev, r], h[prev, r],
                       c[cur, r], h[cur, r], dim, one, half)
                 if pooled.shape[0] > 0:
                     count[r] += m
@@ -434,8 +435,6 @@ def _forward_rows(x, ids, table, mask, W, Wp, b, U, Up, h_out, c_out, gates_out,
                 h_out[t, lo:hi] = h[cur]
             if c_out.shape[0] > 0:
                 c_out[t, lo:hi] = c[cur]
-            if gates_out.shape[0] > 0:
-                gates_out[t, lo:hi] = gates
     if pooled.shape[0] > 0:
         n = np.empty(1, dtype=pooled.dtype)
         for r in range(rows):
