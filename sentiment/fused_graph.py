@@ -71,10 +71,11 @@ def _stale_rows(E, ids, seen, state, stale):
             v = ids[t, j]
             if state[v] == 1:
                 e, s = E[v], seen[v]
-                for d in range(e.shape[0]):
-                    if e[d] != s[d]:
-                        state[v] = 0
-                        break
+                diff = np.uint32(0)
+                for d in range(e.shape[0]):  # (no early exit: the loop vectorises)
+                    diff |= e[d] ^ s[d]
+                if diff != 0:
+                    state[v] = 0
             if state[v] == 0:
                 state[v] = 2  # listed
                 stale[n] = v

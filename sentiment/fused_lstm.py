@@ -289,7 +289,10 @@ def packed(B):
     if _PACKED_GEMM is None or B.dtype != np.float32:
         return np.empty((0, 1, PANEL), B.dtype)
     out = _pool.empty((-(-B.shape[1] // PANEL), B.shape[0], PANEL), B.dtype)
-    _pack(B, out)
+    if not B.flags.c_contiguous and B.T.flags.c_contiguous:
+        _pack_transposed(B.T, out)  # (U^T, W^T: read along the rows of U, W; 2-4x faster)
+    else:
+        _pack(B, out)
     return out
 
 
@@ -302,6 +305,22 @@ def _pack(B, out):
             for j in range(PANEL):
                 col = p * PANEL + j
                 out[p, k, j] = B[k, col] if col < n_cols else zero
+
+
+@numba.njit(**_jit)
+def _pack_transposed(A, out):
+    # out: A^T packed (A^T[k, col] = A[col, k]).
+    n_cols, n_rows = A.shape
+    for p in range(out.shape[0]):
+        for j in range(PANEL):
+            col = p * PANEL + j
+            if col < n_cols:
+                row = A[col]
+                for k in range(n_rows):
+                    out[p, k, j] = row[k]
+            else:
+                for k in range(n_rows):
+                    out[p, k, j] = 0
 
 
 def _packed_gemm(a, bp, c, beta):
@@ -407,11 +426,7 @@ def _forward_rows(x, ids, table, mask, W, Wp, b, U, Up, h_out, c_out, gates_out,
         t1 = min(n_steps, t0 + chunk)
         for t in range(t0, t1):
             if table.shape[0] > 0:
-                for r in range(rows):
-                    xw_tr, row = xw[t - t0, r], table[ids[t, lo + r]]
-                    for k in range(dim4):
-                        xw_tr[k] = row[k]
-                continue
+                break  # the rows are read from the table
             _step_gemm(x[t, lo:hi], W, Wp, xw[t - t0], False, zero)
             for r in range(rows):
                 xw_tr = xw[t - t0, r]
@@ -424,7 +439,8 @@ def _forward_rows(x, ids, table, mask, W, Wp, b, U, Up, h_out, c_out, gates_out,
             for r in range(rows):
                 m = mask[t, lo + r]
                 g_r = gates_out[t, lo + r] if gates_out.shape[0] > 0 else gates[r]
-                _cell(m, xw[t - t0, r], preact[r], g_r, c[prev, r], h[prev, r],
+                x_r = table[ids[t, lo + r]] if table.shape[0] > 0 else xw[t - t0, r]
+                _cell(m, x_r, preact[r], g_r, c[prev, r], h[prev, r],
                       c[cur, r], h[cur, r], dim, one, half)
                 if pooled.shape[0] > 0:
                     count[r] += m
@@ -678,9 +694,12 @@ def _row_threads(n_samples):
 
 
 def _grad_parts(W, U, n):
-    """``n`` chunks' own ``(dW, dU, db)`` buffers."""
-    return [(_pool.empty(W.shape, W.dtype), _pool.empty(U.shape, U.dtype),
-             np.empty_like(W[0])) for _ in range(n)]
+    """``n`` chunks' own ``(dW, dU, db)`` buffers (views of one pooled array)."""
+    sizes = np.cumsum([0, W.size, U.size, W.shape[1]])
+    flat = _pool.empty((n, sizes[-1]), W.dtype)
+    return [tuple(row[lo:hi].reshape(shape) for lo, hi, shape
+                  in zip(sizes[:-1], sizes[1:], (W.shape, U.shape, W.shape[1:])))
+            for row in flat]
 
 
 # ---------------------------------------------------------------------------
