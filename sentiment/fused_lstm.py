@@ -43,6 +43,7 @@ import ctypes
 import ctypes.util
 import glob
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -267,12 +268,34 @@ _sgemm_tn = numba.types.ExternalFunction("fused_lstm_sgemm_tn", numba.types.void
 
 
 @numba.njit(**_jit)
-def _tn_product(X, Y, C, tmp):
+def _tn_product(X, Y, C, tmp, go_on=False):
     """``C = X^T Y`` (float32, C-contiguous rows; ``tmp``: ``16 K`` floats), each
-    element one chain of fused multiply-adds in the order of X's rows."""
+    element one chain of fused multiply-adds in the order of X's rows; with
+    ``go_on``, the chains go on from the values in ``C`` (the same sums as one
+    product over the rows of both calls)."""
     _sgemm_tn(C.shape[0], C.shape[1], X.shape[0], X.ctypes.data, X.strides[0] // 4,
-              Y.ctypes.data, Y.strides[0] // 4, C.ctypes.data, C.strides[0] // 4, 0,
-              tmp.ctypes.data)
+              Y.ctypes.data, Y.strides[0] // 4, C.ctypes.data, C.strides[0] // 4,
+              2 if go_on else 0, tmp.ctypes.data)
+
+
+GRAD_BLOCK = 128  # rows of a chunk's gradient products done together (they stay in cache)
+
+
+@numba.njit(**_jit)
+def _grad_products(rows, dz, previous, off, Wtp, dx, dW, dU, tmp):
+    # rows: (K, n_in), the inputs of dz's K rows; previous: (K - off, D), the
+    # h_{t-1} of dz's rows off:K. dx = dz W^T (Wtp: W^T packed), dW = rows^T
+    # dz, dU = previous^T dz[off:], a block of GRAD_BLOCK rows at a time
+    # through all three, so that the block stays in cache: the chains of sums
+    # go on from block to block, the same sums as whole products.
+    n = dz.shape[0]
+    for k0 in range(0, n, GRAD_BLOCK):
+        k1 = min(n, k0 + GRAD_BLOCK)
+        _packed_gemm(dz[k0:k1], Wtp, dx[k0:k1], 0)
+        _tn_product(rows[k0:k1], dz[k0:k1], dW, tmp, k0 > 0)
+        a = max(k0, off)
+        if a < k1:
+            _tn_product(previous[a - off:k1 - off], dz[a:k1], dU, tmp, a > off)
 
 
 @numba.njit(**_jit)
@@ -651,11 +674,9 @@ def _input_grads(x, W, Wtp, h, dxw, dx, dW, dU, db, t0, t1):
     previous = h[s - 1:t1 - 1].reshape(-1, h.shape[2])  # h_{t-1} of the steps s:t1
     with _nan_passes():
         if Wtp.size:
-            tmp = np.empty(16 * dz.shape[0] if dz.shape[1] % 16 else 1, dz.dtype)
-            _packed_product(dz, Wtp, dx[t0:t1].reshape(-1, x.shape[2]))
-            _tn_product(rows, dz, dW, tmp)
-            if s < t1:
-                _tn_product(previous, dxw[s:t1].reshape(-1, dxw.shape[2]), dU, tmp)
+            tmp = np.empty(16 * GRAD_BLOCK if dz.shape[1] % 16 else 1, dz.dtype)
+            _grad_products(rows, dz, previous, (s - t0) * x.shape[1], Wtp,
+                           dx[t0:t1].reshape(-1, x.shape[2]), dW, dU, tmp)
         else:
             np.dot(dz, W.T, out=dx[t0:t1].reshape(-1, x.shape[2]))
             np.dot(rows.T, dz, out=dW)
@@ -694,12 +715,24 @@ def _row_threads(n_samples):
 
 
 def _grad_parts(W, U, n):
-    """``n`` chunks' own ``(dW, dU, db)`` buffers (views of one pooled array)."""
+    """``(flat, parts)``: ``n`` chunks' own ``(dW, dU, db)`` buffers, views of the
+    rows of one pooled array ``flat``."""
     sizes = np.cumsum([0, W.size, U.size, W.shape[1]])
     flat = _pool.empty((n, sizes[-1]), W.dtype)
-    return [tuple(row[lo:hi].reshape(shape) for lo, hi, shape
-                  in zip(sizes[:-1], sizes[1:], (W.shape, U.shape, W.shape[1:])))
-            for row in flat]
+    return flat, [tuple(row[lo:hi].reshape(shape) for lo, hi, shape
+                        in zip(sizes[:-1], sizes[1:], (W.shape, U.shape, W.shape[1:])))
+                  for row in flat]
+
+
+@numba.njit(**_jit)
+def _sum_rows(flat):
+    # flat[0] = ((flat[0] + flat[1]) + flat[2]) + ...: the chunks' sums in order.
+    total = flat[0]
+    for k in range(flat.shape[1]):
+        acc = total[k]
+        for i in range(1, flat.shape[0]):
+            acc += flat[i, k]
+        total[k] = acc
 
 
 # ---------------------------------------------------------------------------
@@ -726,39 +759,52 @@ class _Pool:
         self.buffers = []
         self.lock = threading.Lock()
         probe = [np.empty(1, np.uint8)]
-        self.free_refs = [_refcount(buf) for buf in probe][0]  # the pool's own references
+        for buf in probe:  # counted as empty() and _grow() count: the pool's own references
+            self.free_refs = _refcount(buf)
 
     def empty(self, shape, dtype):
         """An uninitialised C-contiguous array, like ``np.empty(shape, dtype)``."""
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < MIN_POOLED_BYTES:
             return np.empty(shape, dtype)
         with self.lock:
-            free = [buf for buf in self.buffers if _refcount(buf) <= self.free_refs]
-            fits = [buf for buf in free if buf.nbytes >= nbytes]
-            if fits:
-                buf = min(fits, key=len)
-            else:
-                if free:  # replace the largest free buffer (too small) by a larger one
-                    largest = max(free, key=len)
-                    free = [buf for buf in free if buf is not largest]
-                    self.buffers = [buf for buf in self.buffers if buf is not largest]
-                # 1/8 more, for the next, slightly longer batch of a bucketed run.
-                buf = np.empty(nbytes + nbytes // 8, np.uint8)
-                self.buffers.append(buf)
-            excess = len(self.buffers) - MAX_POOLED
-            over = sum(old.nbytes for old in self.buffers) - MAX_POOLED_BYTES
-            drop = set()
-            for old in sorted((old for old in free if old is not buf), key=len, reverse=True):
-                if excess <= 0 and over <= 0:
-                    break
-                drop.add(id(old))
-                excess, over = excess - 1, over - old.nbytes
-            if drop:
-                self.buffers = [old for old in self.buffers if id(old) not in drop]
-            del free, fits
+            buf = self._smallest_free(nbytes)
+            if buf is None:
+                buf = self._grow(nbytes)
             return buf[:nbytes].view(dtype).reshape(shape)
+
+    def _smallest_free(self, nbytes):
+        """The smallest unreferenced buffer of at least ``nbytes``, or None (its
+        own frame: no reference left behind to the buffers it looked at)."""
+        best = None
+        for buf in self.buffers:
+            if (buf.nbytes >= nbytes and (best is None or buf.nbytes < best.nbytes)
+                    and _refcount(buf) <= self.free_refs):
+                best = buf
+        return best
+
+    def _grow(self, nbytes):
+        """A new buffer of at least ``nbytes``; free ones let go beyond the limits."""
+        free = [buf for buf in self.buffers if _refcount(buf) <= self.free_refs]
+        if free:  # replace the largest free buffer (too small) by a larger one
+            largest = max(free, key=len)
+            free = [buf for buf in free if buf is not largest]
+            self.buffers = [buf for buf in self.buffers if buf is not largest]
+        # 1/8 more, for the next, slightly longer batch of a bucketed run.
+        buf = np.empty(nbytes + nbytes // 8, np.uint8)
+        self.buffers.append(buf)
+        excess = len(self.buffers) - MAX_POOLED
+        over = sum(old.nbytes for old in self.buffers) - MAX_POOLED_BYTES
+        drop = set()
+        for old in sorted(free, key=len, reverse=True):
+            if excess <= 0 and over <= 0:
+                break
+            drop.add(id(old))
+            excess, over = excess - 1, over - old.nbytes
+        if drop:
+            self.buffers = [old for old in self.buffers if id(old) not in drop]
+        return buf
 
     def zeros(self, shape, dtype):
         """Like ``np.zeros``; a large array is filled in threads, by blocks."""
@@ -886,7 +932,7 @@ def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
     # shapes alone, so the sums do not depend on the schedule or the threads.
     chunks = (_chunks(n_steps, n_samples, BACKWARD_CHUNK_ROWS)
               if n_samples < LARGE_BATCH else _blocks(n_steps, LARGE_CHUNKS))
-    parts = _grad_parts(W, U, len(chunks))
+    flat, parts = _grad_parts(W, U, len(chunks))
     jobs = [grads + part + steps for part, steps in zip(parts, chunks)]
     schedule = _schedule(n_samples, ROW_SPLIT_ROWS)
     if schedule == "serial":
@@ -915,9 +961,7 @@ def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
             for future in futures:
                 if not future.cancelled():
                     future.result()
-    for part in parts[1:]:  # summed in the chunks' order, into the first chunk's buffers
-        for total, value in zip(parts[0], part):
-            total += value
+    _sum_rows(flat)  # summed in the chunks' order, into the first chunk's buffers
     dW, dU, db = parts[0]
     return dx, dW, dU, db
 
