@@ -60,27 +60,46 @@ MAX_TABLE_BYTES = 256 << 20  # larger vocabularies project every token (no table
 
 
 @numba.njit(**fl._jit)
-def _stale_rows(E, ids, seen, state, stale):
+def _stale_rows(E, ids, seen, state, stale, fill):
     # E, seen: (n_words, D) as uint32 (bits); ids: (T, B); state: (n_words,)
-    # uint8, 1 where the table's row was computed from seen's row. Writes the
-    # words of ids whose row must be computed into stale (each once) and
-    # returns their count; marks them 0.
+    # uint8, 1 where the table's row was computed from seen's row. Lists the
+    # words of ids whose row must be computed in stale (each once, in order
+    # of first use), marks their first use in fill (T, B), copies their bits
+    # to seen and marks them 0 (not valid until computed); returns their count.
     n = 0
     for t in range(ids.shape[0]):
         for j in range(ids.shape[1]):
             v = ids[t, j]
+            e, s = E[v], seen[v]
             if state[v] == 1:
-                e, s = E[v], seen[v]
                 diff = np.uint32(0)
                 for d in range(e.shape[0]):  # (no early exit: the loop vectorises)
                     diff |= e[d] ^ s[d]
-                if diff != 0:
-                    state[v] = 0
-            if state[v] == 0:
-                state[v] = 2  # listed
-                stale[n] = v
-                n += 1
+                if diff == 0:
+                    continue
+            elif state[v] == 2:
+                continue  # listed already
+            state[v] = 2
+            stale[n] = v
+            fill[t, j] = 1
+            n += 1
+            for d in range(e.shape[0]):
+                s[d] = e[d]
+    for k in range(n):
+        state[stale[k]] = 0
     return n
+
+
+@numba.njit(**fl._jit)
+def _project_rows(E, stale, Wp, b, table, rows, out):
+    # table[stale] = E[stale] W + b (Wp: W packed); rows, out: work arrays.
+    for k in range(stale.shape[0]):
+        rows[k] = E[stale[k]]
+    fl._packed_product(rows, Wp, out)
+    for k in range(stale.shape[0]):
+        row, src = table[stale[k]], out[k]
+        for d in range(src.shape[0]):
+            row[d] = src[d] + b[d]
 
 
 class ProjectedRows:
@@ -129,26 +148,42 @@ class ProjectedRows:
                 and np.array_equal(self.b.view(np.uint32), b.view(np.uint32)))
 
     def update(self, E, ids, W, b):
-        """The table, its rows ``ids`` (``(T, B)``, checked in range) valid for
-        ``E``, ``W``, ``b``; call under :attr:`lock`."""
+        """``(table, fill, stale)`` for a batch of rows ``ids`` of ``E``
+        (``(T, B)``, checked in range); call under :attr:`lock`.
+
+        The first batch of new weights is only projected (``(None, None,
+        None)``: a single prediction with new weights, as the first of a
+        validation, pays nothing for the table). Then a few rows to compute
+        (at most a quarter of the tokens) are computed here: ``fill`` and
+        ``stale`` are None and the table holds every row of ``ids``. More, and
+        the batch had better be projected token by token: ``fill`` marks the
+        token of each row to write to the table as the batch is projected,
+        ``stale`` lists those rows; call :meth:`computed` with it once they
+        are written.
+        """
         if not self._same(E, W, b):
             self._start(E, W, b)
+            return None, None, None
         stale = np.empty(ids.size, np.int64)
-        n = _stale_rows(E.view(np.uint32), ids, self.seen, self.state, stale)
+        fill = np.zeros(ids.shape, np.uint8)
+        n = _stale_rows(E.view(np.uint32), ids, self.seen, self.state, stale, fill)
+        stale = stale[:n]
+        if 4 * n > ids.size:
+            return self.table, fill, stale
         if n:
-            stale = stale[:n]
             blocks = fl._blocks(n, max(1, min(fl.threads, n // fl.CHUNK_ROWS)))
             with fl._nan_passes():
                 fl._in_threads(self._project, [(E, stale[lo:hi], b) for lo, hi in blocks])
-        return self.table
+            self.computed(stale)
+        return self.table, None, None
 
     def _project(self, E, stale, b):
-        rows = np.take(E, stale, axis=0, out=fl._pool.empty((len(stale), E.shape[1]), E.dtype))
+        rows = fl._pool.empty((len(stale), E.shape[1]), E.dtype)
         out = fl._pool.empty((len(stale), self.table.shape[1]), self.table.dtype)
-        fl._packed_product(rows, self.Wp, out)
-        out += b
-        self.table[stale] = out
-        self.seen[stale] = rows.view(np.uint32)
+        _project_rows(E, stale, self.Wp, b, self.table, rows, out)
+
+    def computed(self, stale):
+        """The table's rows ``stale`` are written: valid from now on."""
         self.state[stale] = 1
 
 
@@ -231,9 +266,14 @@ class LSTMEmbedded(Op):
         else:
             fl._check_shapes(np.empty(tuple(shape), E.dtype)[:0], mask[:0], W, U, b)
             with self.rows.lock:
-                table = self.rows.update(E, ids, W, b)
-                h, pooled = fl.lstm_predict_arrays(None, mask, W, U, b, projected=(ids, table),
-                                                   **kept)
+                table, fill, stale = self.rows.update(E, ids, W, b)
+                x = None if table is not None and fill is None else np.take(
+                    E, ids, axis=0, out=fl._pool.empty(ids.shape + E.shape[1:], E.dtype))
+                h, pooled = fl.lstm_predict_arrays(
+                    x, mask, W, U, b, projected=None if table is None else (ids, table, fill),
+                    **kept)
+                if stale is not None:
+                    self.rows.computed(stale)
         output_storage[0][0] = pooled if self.pool else h
 
     def infer_shape(self, fgraph, node, shapes):

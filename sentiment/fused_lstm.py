@@ -422,11 +422,13 @@ def _forward(xw, mask, U, Up, h, c, gates, t0, t1, lo, hi):
 
 
 @numba.njit(**_jit)
-def _forward_rows(x, ids, table, mask, W, Wp, b, U, Up, h_out, c_out, gates_out, pooled,
-                  xw, lo, hi):
+def _forward_rows(x, ids, table, fill, mask, W, Wp, b, U, Up, h_out, c_out, gates_out,
+                  pooled, xw, lo, hi):
     # The forward of the batch's rows lo:hi over every step. x: (T, B, n_in),
     # or, when table is not empty, the projection of row b of step t is
-    # table[ids[t, b]] (ids: (T, B); see ProjectedRows), x unused;
+    # table[ids[t, b]] (ids: (T, B); see ProjectedRows), x unused; but when
+    # fill (T, B) is not empty, x is projected and the projection of row b
+    # of step t is also written to table[ids[t, b]] where fill[t, b] is 1;
     # Wp, Up: W and U packed (or empty: the BLAS); h_out, c_out: (T, B, D) and
     # gates_out: (T, B, 4D), each written if not empty (LSTMForward's
     # outputs); pooled: (B, D), written if not empty, the mean of h over the
@@ -445,16 +447,21 @@ def _forward_rows(x, ids, table, mask, W, Wp, b, U, Up, h_out, c_out, gates_out,
     c = np.zeros((2, rows, dim), dtype=x.dtype)
     acc = np.zeros((rows, dim), dtype=np.float64)
     count = np.zeros(rows, dtype=np.float64)
+    from_table = table.shape[0] > 0 and fill.shape[0] == 0
     for t0 in range(0, n_steps, chunk):
         t1 = min(n_steps, t0 + chunk)
         for t in range(t0, t1):
-            if table.shape[0] > 0:
-                break  # the rows are read from the table
+            if from_table:
+                break
             _step_gemm(x[t, lo:hi], W, Wp, xw[t - t0], False, zero)
             for r in range(rows):
                 xw_tr = xw[t - t0, r]
                 for k in range(dim4):
                     xw_tr[k] += b[k]
+                if fill.shape[0] > 0 and fill[t, lo + r]:
+                    row = table[ids[t, lo + r]]
+                    for k in range(dim4):
+                        row[k] = xw_tr[k]
         for t in range(t0, t1):
             prev, cur = (t + 1) % 2, t % 2
             if t > 0:
@@ -462,7 +469,7 @@ def _forward_rows(x, ids, table, mask, W, Wp, b, U, Up, h_out, c_out, gates_out,
             for r in range(rows):
                 m = mask[t, lo + r]
                 g_r = gates_out[t, lo + r] if gates_out.shape[0] > 0 else gates[r]
-                x_r = table[ids[t, lo + r]] if table.shape[0] > 0 else xw[t - t0, r]
+                x_r = table[ids[t, lo + r]] if from_table else xw[t - t0, r]
                 _cell(m, x_r, preact[r], g_r, c[prev, r], h[prev, r],
                       c[cur, r], h[cur, r], dim, one, half)
                 if pooled.shape[0] > 0:
@@ -872,10 +879,13 @@ def lstm_predict_arrays(x, mask, W, U, b, keep_h=True, pool=False, projected=Non
     kept for a gradient; ``h`` (or an empty array, ``keep_h=False``) and the
     mean of ``h`` over the unmasked steps (or an empty array, ``pool=False``).
 
-    ``projected``: ``(ids, table)``, when ``x`` is the rows ``ids`` (int64,
-    ``(n_timesteps, n_samples)``) of an embedding matrix whose projection
-    ``E W + b`` is ``table`` (at least for those rows; see
-    :class:`ProjectedRows`); ``x`` is then not read, and may be None.
+    ``projected``: ``(ids, table, fill)``, when ``x`` is the rows ``ids``
+    (int64, ``(n_timesteps, n_samples)``) of an embedding matrix whose
+    projection ``E W + b`` is ``table`` (for those rows; see
+    :class:`ProjectedRows`): ``x`` is then not read, and may be None; or,
+    with ``fill`` (uint8, shaped as ``ids``), ``x`` is projected and the
+    projection of each token marked in ``fill`` is written to its row of
+    ``table``.
 
     Each thread runs a block of the batch's rows over the whole sequence,
     projecting its inputs a chunk of steps at a time: no hand-off between
@@ -901,11 +911,15 @@ def _forward_in_rows(x, mask, W, U, b, h, c, gates, pooled, projected=None):
     n = 1 if _BLAS_THREADS is None else max(1, min(threads, n_samples // ROWS_PER_THREAD))
     blocks = _blocks(n_samples, n)
     chunk = max(1, CHUNK_ROWS // (blocks[0][1] - blocks[0][0]))
+    no_fill = np.empty((0, 0), np.uint8)
     if projected is None:
-        inputs = (x, np.empty((0, 0), np.int64), np.empty((0, 1), W.dtype), mask, W, packed(W))
+        inputs = (x, np.empty((0, 0), np.int64), np.empty((0, 1), W.dtype), no_fill, mask, W,
+                  packed(W))
+    elif projected[2] is not None:
+        inputs = (x,) + tuple(projected) + (mask, W, packed(W))
     else:
-        empty = np.empty((0, 1, 1), W.dtype)
-        inputs = (empty, projected[0], projected[1], mask, W, np.empty((0, 1, PANEL), W.dtype))
+        inputs = (np.empty((0, 1, 1), W.dtype), projected[0], projected[1], no_fill, mask, W,
+                  np.empty((0, 1, PANEL), W.dtype))
     args = inputs + (b, U, packed(U), h, c, gates, pooled)
     calls = [args + (_pool.empty((chunk, hi - lo, W.shape[1]), W.dtype), lo, hi)
              for lo, hi in blocks]

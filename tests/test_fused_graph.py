@@ -88,7 +88,7 @@ def test_every_schedule_of_the_prediction_kernel_gives_the_same_bits(monkeypatch
     monkeypatch.setattr(fused_lstm, "CHUNK_ROWS", 24)  # several chunks
     rng = np.random.default_rng(B)
     T, D, n_in = 13, 16, 8
-    E = rng.standard_normal((50, n_in)).astype("float32")
+    E = rng.standard_normal((600, n_in)).astype("float32")  # most words new: projected in turn
     W = rng.standard_normal((n_in, 4 * D)).astype("float32")
     U = (0.5 * rng.standard_normal((D, 4 * D))).astype("float32")
     b = rng.standard_normal(4 * D).astype("float32")
@@ -102,10 +102,23 @@ def test_every_schedule_of_the_prediction_kernel_gives_the_same_bits(monkeypatch
     np.testing.assert_array_equal(bits(got_pooled), bits(pooled))
     rows = fused_graph.ProjectedRows()
     if rows.applies(E, W):
-        table = rows.update(E, ids, W, b)
-        _, from_table = fused_lstm.lstm_predict_arrays(None, mask, W, U, b, keep_h=False,
-                                                       pool=True, projected=(ids, table))
-        np.testing.assert_array_equal(bits(from_table), bits(pooled))
+        # Then the same weights again (the batch projected token by token, its new rows written to
+        # the table, or computed apart when few), then the same words read from
+        # the table, then one more word.
+        assert rows.update(E, ids, W, b) == (None, None, None)  # new weights: projected only
+        for step in ("new weights", "kept rows", "one more word"):
+            if step == "one more word":
+                ids[-1, 0] = (ids.max() + 1) % len(E)
+                h, _, _ = fused_lstm.lstm_forward_arrays(E[ids], mask, W, U, b)
+                fused_lstm._masked_mean(h, mask, pooled)
+            new = len(np.unique(ids)) if step == "new weights" else int(step != "kept rows")
+            table, fill, stale = rows.update(E, ids, W, b)
+            assert (fill is not None) == (4 * new > ids.size), step
+            _, got = fused_lstm.lstm_predict_arrays(E[ids], mask, W, U, b, keep_h=False,
+                                                    pool=True, projected=(ids, table, fill))
+            if stale is not None:
+                rows.computed(stale)
+            np.testing.assert_array_equal(bits(got), bits(pooled), err_msg=step)
 
 
 @pytest.fixture
