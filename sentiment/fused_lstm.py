@@ -240,13 +240,15 @@ def _load_packed_gemm():
         return None, "BLAS (could not load %s: %s)" % (path, err)
     if not lib.fl_cpu_ok():
         return None, "BLAS (the CPU has no AVX2 and FMA)"
-    global _TN_GEMM
+    global _TN_GEMM, _NN_GEMM
     _TN_GEMM = ctypes.cast(lib.fl_sgemm_tn, ctypes.c_void_p).value
+    _NN_GEMM = ctypes.cast(lib.fl_sgemm_nn, ctypes.c_void_p).value
     return ctypes.cast(lib.fl_sgemm_packed, ctypes.c_void_p).value, "packed AVX2 kernel"
 
 
 _PACKED_GEMM = None  # the address of fl_sgemm_packed, or None: set by setup()
 _TN_GEMM = None  # the address of fl_sgemm_tn (loaded with fl_sgemm_packed)
+_NN_GEMM = None  # the address of fl_sgemm_nn (likewise)
 gemm_kernel = "not chosen yet (setup() chooses it on first use)"
 # The kernels always link to this symbol (so Numba's cached machine code
 # loads whatever was found); they call it only with a non-empty packed matrix,
@@ -256,6 +258,7 @@ _TN_ARGS = (ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes
             ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_int,
             ctypes.c_void_p)
 _no_tn_kernel = ctypes.CFUNCTYPE(None, *_TN_ARGS)(lambda *args: None)
+_no_nn_kernel = _no_tn_kernel  # (the same arguments)
 _i64 = numba.types.int64
 _sgemm_packed = numba.types.ExternalFunction("fused_lstm_sgemm_packed", numba.types.void(
     _i64, _i64, _i64, numba.types.intp, _i64, numba.types.intp, numba.types.intp, _i64,
@@ -265,6 +268,24 @@ _sgemm_packed = numba.types.ExternalFunction("fused_lstm_sgemm_packed", numba.ty
 _sgemm_tn = numba.types.ExternalFunction("fused_lstm_sgemm_tn", numba.types.void(
     _i64, _i64, _i64, numba.types.intp, _i64, numba.types.intp, _i64, numba.types.intp, _i64,
     numba.types.int32, numba.types.intp))
+
+
+_sgemm_nn = numba.types.ExternalFunction("fused_lstm_sgemm_nn", numba.types.void(
+    _i64, _i64, _i64, numba.types.intp, _i64, numba.types.intp, _i64, numba.types.intp, _i64,
+    numba.types.int32, numba.types.intp))
+
+
+@numba.njit(**_jit)
+def _nn_gemm(a, B, c, kernel, tmp):
+    """``c = a B`` (all C-contiguous rows): with ``kernel`` (float32, the C
+    kernel loaded) fl_sgemm_nn, reading ``B`` in place (``tmp``: ``16 K``
+    floats when ``B``'s columns are not a multiple of 16); else the BLAS."""
+    if kernel:
+        _sgemm_nn(a.shape[0], c.shape[1], a.shape[1], a.ctypes.data, a.strides[0] // 4,
+                  B.ctypes.data, B.strides[0] // 4, c.ctypes.data, c.strides[0] // 4, 0,
+                  tmp.ctypes.data)
+    else:
+        _gemm(a, B, c, False, np.zeros(1, dtype=c.dtype)[0])
 
 
 @numba.njit(**_jit)
@@ -422,14 +443,14 @@ def _forward(xw, mask, U, Up, h, c, gates, t0, t1, lo, hi):
 
 
 @numba.njit(**_jit)
-def _forward_rows(x, ids, table, fill, mask, W, Wp, b, U, Up, h_out, c_out, gates_out,
+def _forward_rows(x, ids, table, fill, mask, W, b, U, kernel, h_out, c_out, gates_out,
                   pooled, xw, lo, hi):
     # The forward of the batch's rows lo:hi over every step. x: (T, B, n_in),
     # or, when table is not empty, the projection of row b of step t is
     # table[ids[t, b]] (ids: (T, B); see ProjectedRows), x unused; but when
     # fill (T, B) is not empty, x is projected and the projection of row b
     # of step t is also written to table[ids[t, b]] where fill[t, b] is 1;
-    # Wp, Up: W and U packed (or empty: the BLAS); h_out, c_out: (T, B, D) and
+    # kernel: the products with the C kernel (else the BLAS); h_out, c_out: (T, B, D) and
     # gates_out: (T, B, 4D), each written if not empty (LSTMForward's
     # outputs); pooled: (B, D), written if not empty, the mean of h over the
     # unmasked steps (MaskedMean's arithmetic). The input projection runs
@@ -439,8 +460,9 @@ def _forward_rows(x, ids, table, fill, mask, W, Wp, b, U, Up, h_out, c_out, gate
     n_steps, dim4 = mask.shape[0], W.shape[1]
     dim, rows = dim4 // 4, hi - lo
     one = np.ones(1, dtype=x.dtype)[0]
-    zero, half = one - one, one / (one + one)
+    half = one / (one + one)
     chunk = xw.shape[0]
+    tmp = np.empty(16 * max(W.shape[0], U.shape[0]), dtype=x.dtype)  # (a partial panel)
     gates = np.empty((rows, dim4), dtype=x.dtype)  # (when gates_out is not kept)
     preact = np.zeros((rows, dim4), dtype=x.dtype)
     h = np.zeros((2, rows, dim), dtype=x.dtype)  # h_{t-1} and h_t, by turns
@@ -453,7 +475,7 @@ def _forward_rows(x, ids, table, fill, mask, W, Wp, b, U, Up, h_out, c_out, gate
         for t in range(t0, t1):
             if from_table:
                 break
-            _step_gemm(x[t, lo:hi], W, Wp, xw[t - t0], False, zero)
+            _nn_gemm(x[t, lo:hi], W, xw[t - t0], kernel, tmp)
             for r in range(rows):
                 xw_tr = xw[t - t0, r]
                 for k in range(dim4):
@@ -465,7 +487,7 @@ def _forward_rows(x, ids, table, fill, mask, W, Wp, b, U, Up, h_out, c_out, gate
         for t in range(t0, t1):
             prev, cur = (t + 1) % 2, t % 2
             if t > 0:
-                _step_gemm(h[prev], U, Up, preact, False, zero)
+                _nn_gemm(h[prev], U, preact, kernel, tmp)
             for r in range(rows):
                 m = mask[t, lo + r]
                 g_r = gates_out[t, lo + r] if gates_out.shape[0] > 0 else gates[r]
@@ -605,6 +627,8 @@ def setup():
                         _PACKED_GEMM or ctypes.cast(_no_kernel, ctypes.c_void_p).value)
         llvm.add_symbol("fused_lstm_sgemm_tn", (_TN_GEMM if _PACKED_GEMM else None)
                         or ctypes.cast(_no_tn_kernel, ctypes.c_void_p).value)
+        llvm.add_symbol("fused_lstm_sgemm_nn", (_NN_GEMM if _PACKED_GEMM else None)
+                        or ctypes.cast(_no_nn_kernel, ctypes.c_void_p).value)
         _BLAS_THREADS = _blas_thread_control() if _CBLAS else None
         _ready = True
 
@@ -911,16 +935,15 @@ def _forward_in_rows(x, mask, W, U, b, h, c, gates, pooled, projected=None):
     n = 1 if _BLAS_THREADS is None else max(1, min(threads, n_samples // ROWS_PER_THREAD))
     blocks = _blocks(n_samples, n)
     chunk = max(1, CHUNK_ROWS // (blocks[0][1] - blocks[0][0]))
-    no_fill = np.empty((0, 0), np.uint8)
     if projected is None:
-        inputs = (x, np.empty((0, 0), np.int64), np.empty((0, 1), W.dtype), no_fill, mask, W,
-                  packed(W))
-    elif projected[2] is not None:
-        inputs = (x,) + tuple(projected) + (mask, W, packed(W))
-    else:
-        inputs = (np.empty((0, 1, 1), W.dtype), projected[0], projected[1], no_fill, mask, W,
-                  np.empty((0, 1, PANEL), W.dtype))
-    args = inputs + (b, U, packed(U), h, c, gates, pooled)
+        projected = (np.empty((0, 0), np.int64), np.empty((0, 1), W.dtype), None)
+    ids, table, fill = projected
+    if fill is None:
+        fill = np.empty((0, 0), np.uint8)
+        if table.size:
+            x = np.empty((0, 1, 1), W.dtype)  # (not read)
+    kernel = _PACKED_GEMM is not None and W.dtype == np.float32
+    args = (x, ids, table, fill, mask, W, b, U, kernel, h, c, gates, pooled)
     calls = [args + (_pool.empty((chunk, hi - lo, W.shape[1]), W.dtype), lo, hi)
              for lo, hi in blocks]
     if len(blocks) == 1:

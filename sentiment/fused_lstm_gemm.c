@@ -19,6 +19,8 @@
  * to 6 rows x 16 columns: 12 accumulators in registers. The large products
  * (the input projection, dx) use it too, with W packed once per call.
  *
+ * fl_sgemm_nn: the same kernel with B unpacked (row-major, a row stride).
+ *
  * fl_sgemm_tn: C (M x N) = X^T Y (+ C), X (K x M) and Y (K x N) row-major,
  * unpacked: the weight gradients dW = x^T dz and dU = h^T dz, summed over
  * the K = steps x reviews of a chunk.
@@ -209,6 +211,34 @@ fl_sgemm_packed(long M, long N, long K, const float *A, long lda, const float *B
             const long n = N - p * 16 < 16 ? N - p * 16 : 16;
             fl_panel(mb, n, K, A + i * lda, lda, 1, Bp + p * K * 16, 16, C + i * ldc + p * 16,
                      ldc, accumulate);
+        }
+    }
+}
+
+/* C = A B (accumulate = 0), B (K x N) unpacked, row stride ldb: the kernel of
+ * fl_sgemm_packed reading the panels of B in place (a panel's row is one
+ * cache line; the forward's W and U need no packing). tmp: room for K x 16
+ * floats (a partial panel of B, zero-padded, when N is not a multiple of 16). */
+FL_TARGET void
+fl_sgemm_nn(long M, long N, long K, const float *A, long lda, const float *B, long ldb,
+            float *C, long ldc, int accumulate, float *tmp)
+{
+    const long full = N / 16 * 16;
+    if (full < N)
+        for (long k = 0; k < K; k++)
+            for (long jj = 0; jj < 16; jj++)
+                tmp[k * 16 + jj] = full + jj < N ? B[k * ldb + full + jj] : 0.0f;
+    for (long i = 0; i < M; i += FL_ROWS) {
+        const long mb = M - i < FL_ROWS ? M - i : FL_ROWS;
+        long j = 0;
+        if (fl_use_avx512())
+            for (; j + 32 <= N; j += 32)
+                fl_panels512(mb, K, A + i * lda, lda, 1, B + j, B + j + 16, ldb,
+                             C + i * ldc + j, ldc, accumulate);
+        for (; j < N; j += 16) {
+            const long n = N - j < 16 ? N - j : 16;
+            fl_panel(mb, n, K, A + i * lda, lda, 1, n == 16 ? B + j : tmp, n == 16 ? ldb : 16,
+                     C + i * ldc + j, ldc, accumulate);
         }
     }
 }
