@@ -441,7 +441,6 @@ def _forward(xw, mask, U, Up, h, c, gates, t0, t1, lo, hi):
                   c[t, b], h[t, b], dim, one, half)
 
 
-
 @numba.njit(**_jit)
 def _forward_rows(x, ids, table, fill, mask, W, b, U, kernel, h_out, c_out, gates_out,
                   pooled, xw, lo, hi):
@@ -757,13 +756,13 @@ def _grad_parts(W, U, n):
 
 @numba.njit(**_jit)
 def _sum_rows(flat):
-    # flat[0] = ((flat[0] + flat[1]) + flat[2]) + ...: the chunks' sums in order.
+    # flat[0] = ((flat[0] + flat[1]) + flat[2]) + ...: the chunks' sums in order,
+    # element-wise (no reduction loop the fast-math flags could reorder).
     total = flat[0]
-    for k in range(flat.shape[1]):
-        acc = total[k]
-        for i in range(1, flat.shape[0]):
-            acc += flat[i, k]
-        total[k] = acc
+    for i in range(1, flat.shape[0]):
+        row = flat[i]
+        for k in range(total.shape[0]):
+            total[k] += row[k]
 
 
 # ---------------------------------------------------------------------------
