@@ -91,11 +91,12 @@ def _stale_rows(E, ids, seen, state, stale, fill):
 
 
 @numba.njit(**fl._jit)
-def _project_rows(E, stale, Wp, b, table, rows, out):
-    # table[stale] = E[stale] W + b (Wp: W packed); rows, out: work arrays.
+def _project_rows(E, stale, W, b, table, rows, out, tmp):
+    # table[stale] = E[stale] W + b, with the forward's kernel; rows, out, tmp:
+    # work arrays.
     for k in range(stale.shape[0]):
         rows[k] = E[stale[k]]
-    fl._packed_product(rows, Wp, out)
+    fl._nn_gemm(rows, W, out, True, tmp)
     for k in range(stale.shape[0]):
         row, src = table[stale[k]], out[k]
         for d in range(src.shape[0]):
@@ -112,7 +113,7 @@ class ProjectedRows:
     if ``W`` and ``b`` are, bit for bit, those it was computed with (else the
     table starts over), and so is the word's row of ``E``: a training update,
     ``set_value`` or an in-place change is noticed, never served stale.
-    Available for float32 with the packed kernel (a BLAS may sum in another
+    Available for float32 with the C kernel (a BLAS may sum in another
     order for another number of rows), up to MAX_TABLE_BYTES.
     """
 
@@ -136,7 +137,6 @@ class ProjectedRows:
             self.table = np.empty((E.shape[0], W.shape[1]), W.dtype)
         self.W[...], self.b[...] = W, b
         self.state[...] = 0
-        self.Wp = fl.packed(W).copy()
 
     def _fits(self, E, W, b):
         return (self.W is not None and self.seen.shape == E.shape and self.W.shape == W.shape
@@ -180,7 +180,8 @@ class ProjectedRows:
     def _project(self, E, stale, b):
         rows = fl._pool.empty((len(stale), E.shape[1]), E.dtype)
         out = fl._pool.empty((len(stale), self.table.shape[1]), self.table.dtype)
-        _project_rows(E, stale, self.Wp, b, self.table, rows, out)
+        tmp = np.empty(16 * E.shape[1], E.dtype)
+        _project_rows(E, stale, self.W, b, self.table, rows, out, tmp)
 
     def computed(self, stale):
         """The table's rows ``stale`` are written: valid from now on."""

@@ -9,17 +9,18 @@ docs/speed.md). Here the same function is two Ops, each one pass over the
 whole sequence in a Numba kernel (``--lstm-impl fused``, the default):
 
 - :class:`LSTMForward` ``(x, mask, W, U, b) -> (h, c, gates)``: the input
-  projection ``x W + b`` (large GEMMs over chunks of steps), then per step
-  one GEMM ``h_{t-1} U`` (``U`` packed once, for the small kernel of
-  ``fused_lstm_gemm.c``) and short vectorised loops for the gates and
-  states; it keeps the gate activations for the backward pass.
+  projection ``x W + b`` a chunk of steps at a time, then per step one GEMM
+  ``h_{t-1} U`` (the small kernel of ``fused_lstm_gemm.c``) and short
+  vectorised loops for the gates and states; it keeps the gate activations
+  for the backward pass.
 - :class:`LSTMBackward` ``(x, mask, W, U, h, c, gates, dh, dc) -> (dx, dW,
-  dU, db)``: per step one GEMM ``dz_t U^T``; ``dx``, ``dW``, ``dU`` and
-  ``db`` as large GEMMs over chunks of steps.
+  dU, db)``: per step one GEMM ``dz_t U^T`` (``U^T`` packed once); ``dx``,
+  ``dW``, ``dU`` and ``db`` as large GEMMs over chunks of steps.
 
-On a small batch the large GEMMs run in a helper thread, in step with the
-recurrence (see "Threads" below); on a large one the batch's rows are shared
-out between threads.
+From 8 reviews per thread the batch's rows are shared out between threads;
+a smaller batch runs the recurrence in this thread while a helper thread
+computes the large GEMMs in step with it (see "Threads" below). Prediction
+has its own Ops, which keep nothing for a gradient (``fused_graph``).
 
 The gate non-linearities use a rational approximation of ``tanh`` (the one
 Eigen uses for float32; ``sigmoid(x) = (1 + tanh(x / 2)) / 2``), at most
