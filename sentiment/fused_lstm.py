@@ -66,9 +66,15 @@ from pytensor.graph.op import Op
 # Fast-math flags that keep NaN and infinity semantics (no "nnan"/"ninf"):
 # a NaN in the parameters still reaches the cost, so training still stops on
 # "bad cost detected".
-_FASTMATH = {"contract", "arcp", "afn", "reassoc", "nsz"}
+_FASTMATH = {"contract"}
 # error_model="numpy": a division never raises, which lets the loops vectorise.
 _jit = dict(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+# The optimizers' steps: IEEE arithmetic, no fast-math at all. With "arcp" and
+# "afn", LLVM computes x / sqrt(y) from an estimate of 1 / sqrt(y) refined by
+# a Newton step, and the estimate is another instruction on an Intel AVX-512
+# target (vrsqrt14ps) than on AMD's or an AVX2 one (vrsqrtps): the parameters
+# after an update then differed in their last bits between CPUs.
+_ieee_jit = dict(nogil=True, cache=True, error_model="numpy")
 
 
 @numba.njit(**_jit)
@@ -1128,7 +1134,7 @@ def lstm(x, mask, W, U, b):
 # values, ~0.8 ms instead of ~7 ms). The rules are the tutorial's, as written
 # in lstm.adadelta and lstm.rmsprop, and Adam's, as in lstm.adam.
 # ---------------------------------------------------------------------------
-@numba.njit(**_jit)
+@numba.njit(**_ieee_jit)
 def _adadelta_step(p, zg, ru2, rg2, p_out, ru2_out, rho, rest, eps, scale):
     # Flat, contiguous arrays of one dtype; rho, rest (the tutorial's 0.05, not
     # 1 - 0.95 rounded), eps, scale (the learning rate; the tutorial's 1, which
@@ -1139,7 +1145,7 @@ def _adadelta_step(p, zg, ru2, rg2, p_out, ru2_out, rho, rest, eps, scale):
         p_out[k] = p[k] + scale * ud
 
 
-@numba.njit(**_jit)
+@numba.njit(**_ieee_jit)
 def _rmsprop_step(p, zg, rg, rg2, ud, p_out, ud_out, momentum, step, eps):
     for k in range(p.shape[0]):
         new = momentum * ud[k] - step * zg[k] / np.sqrt(rg2[k] - rg[k] * rg[k] + eps)
@@ -1147,7 +1153,7 @@ def _rmsprop_step(p, zg, rg, rg2, ud, p_out, ud_out, momentum, step, eps):
         p_out[k] = p[k] + new
 
 
-@numba.njit(**_jit)
+@numba.njit(**_ieee_jit)
 def _adam_step(p, g, m, v, p_out, m_out, v_out, lr, fix1, fix2, decay, beta1, beta2, eps):
     # fix1, fix2: the bias corrections 1 - beta^t; decay: lr * weight_decay (or 0).
     one = beta1 / beta1
