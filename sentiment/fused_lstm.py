@@ -63,17 +63,19 @@ from pytensor.gradient import DisconnectedType, grad_not_implemented, grad_undef
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-# Fast-math flags that keep NaN and infinity semantics (no "nnan"/"ninf"):
-# a NaN in the parameters still reaches the cost, so training still stops on
-# "bad cost detected".
+# The one fast-math flag: "contract" (a * b + c may become one fused
+# multiply-add, which every AVX2 CPU has, and LLVM forms the same ones for
+# every x86-64 target). The others change results with the target: with
+# "reassoc" and "nsz", the machine scheduler of znver3 or alderlake
+# re-associated the backward's gate derivatives otherwise than that of haswell
+# or znver4; with "arcp" and "afn", x / sqrt(y) became an estimate of
+# 1 / sqrt(y) refined by a Newton step, whose instruction differs between
+# Intel's AVX-512 targets (vrsqrt14ps) and the others (vrsqrtps). NaN and
+# infinity keep their meaning: a NaN weight still reaches the cost.
 _FASTMATH = {"contract"}
 # error_model="numpy": a division never raises, which lets the loops vectorise.
 _jit = dict(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
-# The optimizers' steps: IEEE arithmetic, no fast-math at all. With "arcp" and
-# "afn", LLVM computes x / sqrt(y) from an estimate of 1 / sqrt(y) refined by
-# a Newton step, and the estimate is another instruction on an Intel AVX-512
-# target (vrsqrt14ps) than on AMD's or an AVX2 one (vrsqrtps): the parameters
-# after an update then differed in their last bits between CPUs.
+# The optimizers' steps: IEEE arithmetic, each operation rounded as written.
 _ieee_jit = dict(nogil=True, cache=True, error_model="numpy")
 
 
