@@ -845,6 +845,12 @@ class _Pool:
             self.buffers = [old for old in self.buffers if id(old) not in drop]
         return buf
 
+    def copy(self, a):
+        """A C-contiguous copy of ``a``."""
+        out = self.empty(a.shape, a.dtype)
+        np.copyto(out, a)
+        return out
+
     def zeros(self, shape, dtype):
         """Like ``np.zeros``; a large array is filled in threads, by blocks."""
         out = self.empty(shape, dtype)
@@ -1136,35 +1142,39 @@ def lstm(x, mask, W, U, b):
 # values, ~0.8 ms instead of ~7 ms). The rules are the tutorial's, as written
 # in lstm.adadelta and lstm.rmsprop, and Adam's, as in lstm.adam.
 # ---------------------------------------------------------------------------
+# Each kernel writes its new values over the arrays they replace (p and the
+# rule's state): the Op runs it on its inputs in place, or on copies.
 @numba.njit(**_ieee_jit)
-def _adadelta_step(p, zg, ru2, rg2, p_out, ru2_out, rho, rest, eps, scale):
+def _adadelta_step(p, zg, ru2, rg2, rho, rest, eps, scale):
     # Flat, contiguous arrays of one dtype; rho, rest (the tutorial's 0.05, not
     # 1 - 0.95 rounded), eps, scale (the learning rate; the tutorial's 1, which
-    # leaves every bit as it was) of that dtype.
+    # leaves every bit as it was) of that dtype. p and ru2 are overwritten.
     for k in range(p.shape[0]):
         ud = -np.sqrt(ru2[k] + eps) / np.sqrt(rg2[k] + eps) * zg[k]
-        ru2_out[k] = rho * ru2[k] + rest * (ud * ud)
-        p_out[k] = p[k] + scale * ud
+        ru2[k] = rho * ru2[k] + rest * (ud * ud)
+        p[k] = p[k] + scale * ud
 
 
 @numba.njit(**_ieee_jit)
-def _rmsprop_step(p, zg, rg, rg2, ud, p_out, ud_out, momentum, step, eps):
+def _rmsprop_step(p, zg, rg, rg2, ud, momentum, step, eps):
+    # p and ud are overwritten.
     for k in range(p.shape[0]):
         new = momentum * ud[k] - step * zg[k] / np.sqrt(rg2[k] - rg[k] * rg[k] + eps)
-        ud_out[k] = new
-        p_out[k] = p[k] + new
+        ud[k] = new
+        p[k] = p[k] + new
 
 
 @numba.njit(**_ieee_jit)
-def _adam_step(p, g, m, v, p_out, m_out, v_out, lr, fix1, fix2, decay, beta1, beta2, eps):
+def _adam_step(p, g, m, v, lr, fix1, fix2, decay, beta1, beta2, eps):
     # fix1, fix2: the bias corrections 1 - beta^t; decay: lr * weight_decay (or 0).
+    # p, m and v are overwritten.
     one = beta1 / beta1
     for k in range(p.shape[0]):
         m_t = beta1 * m[k] + (one - beta1) * g[k]
         v_t = beta2 * v[k] + (one - beta2) * (g[k] * g[k])
-        m_out[k] = m_t
-        v_out[k] = v_t
-        p_out[k] = p[k] - decay * p[k] - lr * (m_t / fix1) / (np.sqrt(v_t / fix2) + eps)
+        m[k] = m_t
+        v[k] = v_t
+        p[k] = p[k] - decay * p[k] - lr * (m_t / fix1) / (np.sqrt(v_t / fix2) + eps)
 
 
 MIN_STEP_BLOCK = 1 << 17  # values per thread from which a step is shared out
@@ -1180,20 +1190,29 @@ class FusedStep(_Terminal):
     :func:`lstm.adadelta`, :func:`lstm.rmsprop` and :func:`lstm.adam` for the
     rules. ``step`` is AdaDelta's learning rate (a factor on its step, the
     tutorial's 1.0) or RMSProp's step (the tutorial's 1e-4); Adam takes its
-    learning rate as an input."""
+    learning rate as an input. ``inplace``: the outputs are written over the
+    inputs they replace (``fused_graph`` puts this in where the inputs are the
+    shared variables being updated, and nothing else reads them); the same
+    bits."""
 
-    __props__ = ("rule", "step")
+    __props__ = ("rule", "step", "inplace")
     _arity = {"adadelta": 4, "rmsprop": 5, "adam": 4}  # arrays, then scalars
     _scalars = {"adadelta": 0, "rmsprop": 0, "adam": 7}
-    _outputs = {"adadelta": 2, "rmsprop": 2, "adam": 3}
+    _replaced = {"adadelta": (0, 2), "rmsprop": (0, 4), "adam": (0, 2, 3)}  # the outputs
 
     _steps = {"adadelta": 1.0, "rmsprop": 1e-4, "adam": None}  # the tutorial's
 
-    def __init__(self, rule, step=None):
+    def __init__(self, rule, step=None, inplace=False):
         if rule not in self._arity:
             raise ValueError("FusedStep: unknown rule %r" % rule)
         self.rule = rule
         self.step = self._steps[rule] if step is None else float(step)
+        self.inplace = bool(inplace)
+        if self.inplace:
+            self.destroy_map = {out: [k] for out, k in enumerate(self._replaced[rule])}
+
+    def in_place(self):
+        return FusedStep(self.rule, self.step, inplace=True)
 
     def make_node(self, *inputs):
         inputs = [pt.as_tensor_variable(v) for v in inputs]
@@ -1205,7 +1224,7 @@ class FusedStep(_Terminal):
         for k, var in enumerate(inputs):
             _check_float("input %d" % k, var, inputs[0].dtype,
                          inputs[0].ndim if k < n_arrays else 0)
-        return Apply(self, inputs, [inputs[0].type() for _ in range(self._outputs[self.rule])])
+        return Apply(self, inputs, [inputs[0].type() for _ in self._replaced[self.rule]])
 
     def perform(self, node, inputs, output_storage):
         n_arrays = self._arity[self.rule]
@@ -1214,9 +1233,11 @@ class FusedStep(_Terminal):
         if any(a.shape != shape for a in arrays):
             raise ValueError("FusedStep(%s): shapes %s differ"
                              % (self.rule, [a.shape for a in arrays]))
+        for k in self._replaced[self.rule]:  # the arrays the kernel overwrites
+            if not (self.inplace and arrays[k] is inputs[k] and arrays[k].flags.writeable):
+                arrays[k] = _pool.copy(arrays[k])
         real = arrays[0].dtype.type
-        outs = [_pool.empty(shape, arrays[0].dtype) for _ in range(self._outputs[self.rule])]
-        flat = [a.reshape(-1) for a in arrays + outs]
+        flat = [a.reshape(-1) for a in arrays]
         if self.rule == "adadelta":
             kernel = _adadelta_step
             constants = (real(0.95), real(0.05), real(1e-6), real(self.step))
@@ -1227,28 +1248,27 @@ class FusedStep(_Terminal):
             constants = tuple(real(a) for a in inputs[n_arrays:])
         # Element by element: blocks in threads give the same values.
         n = max(1, min(threads, flat[0].size // MIN_STEP_BLOCK))
-        blocks = [[a[lo:hi] for a in flat] + list(constants)
-                  for lo, hi in _blocks(flat[0].size, n)]
         if n == 1:
             kernel(*flat, *constants)
         else:
-            _in_threads(kernel, blocks)
-        for storage, value in zip(output_storage, outs):
-            storage[0] = value
+            _in_threads(kernel, [[a[lo:hi] for a in flat] + list(constants)
+                                 for lo, hi in _blocks(flat[0].size, n)])
+        for storage, k in zip(output_storage, self._replaced[self.rule]):
+            storage[0] = arrays[k]
 
     def infer_shape(self, fgraph, node, shapes):
-        return [shapes[0]] * self._outputs[self.rule]
+        return [shapes[0]] * len(self._replaced[self.rule])
 
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")  # no fast-math: PyTensor's bits
-def _running_average(avg, g, out, square):
-    # The tutorial's 0.95 * avg + 0.05 * g (or g ** 2), float32, as PyTensor's C
-    # code computes it: each product in double (the constants are doubles),
-    # rounded to float32, then their float32 sum.
+def _running_average(avg, g, square):
+    # avg becomes the tutorial's 0.95 * avg + 0.05 * g (or g ** 2), float32, as
+    # PyTensor's C code computes it: each product in double (the constants are
+    # doubles), rounded to float32, then their float32 sum.
     for k in range(avg.shape[0]):
         v = g[k] * g[k] if square else g[k]
-        out[k] = np.float32(0.95 * avg[k]) + np.float32(0.05 * v)
+        avg[k] = np.float32(0.95 * avg[k]) + np.float32(0.05 * v)
 
 
 class RunningAverage(_Terminal):
@@ -1256,12 +1276,18 @@ class RunningAverage(_Terminal):
     float32, the running averages that the tutorial's AdaDelta and RMSProp keep
     in ``f_grad_shared``: the same bits as PyTensor's element-wise C code (a
     test checks), in threads over blocks (for Wemb's 1.28 M values, 0.44 ms in
-    PyTensor's loop)."""
+    PyTensor's loop). ``inplace``: written over ``avg`` (see :class:`FusedStep`)."""
 
-    __props__ = ("square",)
+    __props__ = ("square", "inplace")
 
-    def __init__(self, square=False):
+    def __init__(self, square=False, inplace=False):
         self.square = bool(square)
+        self.inplace = bool(inplace)
+        if self.inplace:
+            self.destroy_map = {0: [0]}
+
+    def in_place(self):
+        return RunningAverage(self.square, inplace=True)
 
     def make_node(self, avg, g):
         avg, g = pt.as_tensor_variable(avg), pt.as_tensor_variable(g)
@@ -1274,15 +1300,16 @@ class RunningAverage(_Terminal):
         avg, g = (np.ascontiguousarray(a) for a in inputs)
         if avg.shape != g.shape:
             raise ValueError("running average: shapes %s and %s differ" % (avg.shape, g.shape))
-        out = _pool.empty(avg.shape, avg.dtype)
-        flat = [a.reshape(-1) for a in (avg, g, out)]
+        if not (self.inplace and avg is inputs[0] and avg.flags.writeable):
+            avg = _pool.copy(avg)
+        flat = [a.reshape(-1) for a in (avg, g)]
         n = max(1, min(threads, flat[0].size // MIN_STEP_BLOCK))
         if n == 1:
             _running_average(*flat, self.square)
         else:
             _in_threads(_running_average, [[a[lo:hi] for a in flat] + [self.square]
                                            for lo, hi in _blocks(flat[0].size, n)])
-        output_storage[0][0] = out
+        output_storage[0][0] = avg
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0]]

@@ -186,3 +186,60 @@ def test_running_average_gives_pytensors_bits(square):
     np.testing.assert_array_equal(bits(got), bits(want))
     with pytest.raises(TypeError, match="float32 only"):
         fused_lstm.RunningAverage(square)(pt.vector(dtype="float64"), pt.vector(dtype="float64"))
+
+
+def steps(f):
+    return [node.op for node in f.maker.fgraph.apply_nodes
+            if isinstance(node.op, (fused_lstm.FusedStep, fused_lstm.RunningAverage))]
+
+
+@pytest.mark.parametrize("optimizer", ["adadelta", "rmsprop", "adam"])
+def test_optimizer_steps_write_over_the_shared_variables_with_the_same_bits(optimizer,
+                                                                            monkeypatch):
+    """In the project's mode the optimizers' steps and running averages write
+    their new values over the shared variables they update (no new arrays);
+    three updates give the bits of the same functions without that rewrite."""
+    options = Config(dim_proj=8, n_words=30, ydim=2, use_dropout=False, optimizer=optimizer,
+                     lrate=0.01)
+    params = lstm.init_params(options, np.random.default_rng(11))
+    in_place = lstm.compile_model(options, {k: v.copy() for k, v in params.items()})
+    monkeypatch.setattr(fused_graph, "compile_mode", lambda mode: get_mode(mode).including(
+        fused_graph.REWRITE_TAG).excluding("steps_in_place_" + fused_graph.REWRITE_TAG))
+    apart = lstm.compile_model(options, {k: v.copy() for k, v in params.items()})
+    assert all(op.inplace for op in steps(in_place["f_update"]))
+    assert steps(in_place["f_update"]) and not any(
+        op.inplace for op in steps(apart["f_update"]) + steps(apart["f_grad_shared"]))
+    if optimizer != "adam":  # (Adam keeps its averages in its step)
+        assert steps(in_place["f_grad_shared"])
+        assert all(op.inplace for op in steps(in_place["f_grad_shared"]))
+    wemb = in_place["tparams"]["Wemb"].get_value(borrow=True)
+    rng = np.random.default_rng(12)
+    for _ in range(3):
+        x, mask = batch(6, 5, options.n_words, rng)
+        y = rng.integers(0, 2, 5)
+        for model in (in_place, apart):
+            model["f_grad_shared"](x, mask, y)
+            model["f_update"](np.float32(options.lrate))
+    assert in_place["tparams"]["Wemb"].get_value(borrow=True) is wemb  # the same array
+    for name in params:
+        np.testing.assert_array_equal(bits(in_place["tparams"][name].get_value()),
+                                      bits(apart["tparams"][name].get_value()))
+    for a, b in zip(in_place["optimizer_state"], apart["optimizer_state"]):
+        np.testing.assert_array_equal(bits(a.get_value()), bits(b.get_value()))
+    assert not np.array_equal(in_place["tparams"]["Wemb"].get_value(), params["Wemb"])
+
+
+def test_a_step_whose_inputs_are_not_updated_leaves_them_alone():
+    """Without an update of its inputs, the step may not write over them: they
+    keep their values."""
+    rng = np.random.default_rng(13)
+    values = [rng.standard_normal(50).astype("float32") for _ in range(4)]
+    values[2:] = [np.abs(v) for v in values[2:]]
+    shared = [pytensor.shared(v.copy()) for v in values]
+    f = pytensor.function([], fused_lstm.adadelta_step(*shared) +
+                          [fused_lstm.RunningAverage(True)(shared[3], shared[1])], mode=MODE)
+    assert not any(op.inplace for op in steps(f))
+    p_new, ru2_new, rg2_new = f()
+    for s, v in zip(shared, values):
+        np.testing.assert_array_equal(s.get_value(), v)
+    assert not np.array_equal(p_new, values[0]) and not np.array_equal(rg2_new, values[3])
