@@ -744,18 +744,20 @@ def saved_model(model, options=None):
 
 def load_model(model, options=None):
     """A saved model (:func:`saved_model`): ``(options, f_pred_prob, classify)``.
-    ``f_pred_prob(x, mask)`` is the compiled model; ``classify(seqs)`` gives
-    the class probabilities ``(len(seqs), ydim)`` of word-id sequences, in
-    minibatches made as in training."""
+    ``f_pred_prob(x, mask)`` is the compiled model; ``classify(seqs,
+    batch_size=None)`` gives the class probabilities ``(len(seqs), ydim)`` of
+    word-id sequences, in minibatches made as in training, of ``batch_size``
+    reviews (default: the model's ``valid_batch_size``; any size gives the
+    same bits, each review's arithmetic being its own)."""
     options, params = saved_model(model, options)
     built = build_model(init_tparams(params), options, np.random.default_rng(0))
     f_pred_prob = pytensor.function([built["x"], built["mask"]], built["pred"], name="f_pred_prob",
                                     mode=fused_graph.compile_mode(options.mode))
     prepare_data = variants.batcher(options)
 
-    def classify(seqs):
+    def classify(seqs, batch_size=None):
         return pred_probs(f_pred_prob, prepare_data, (seqs, [0] * len(seqs)),
-                          get_minibatches_idx(len(seqs), options.valid_batch_size))
+                          get_minibatches_idx(len(seqs), batch_size or options.valid_batch_size))
     return options, f_pred_prob, classify
 
 
@@ -784,10 +786,10 @@ def explain(texts, model="lstm_model.npz", dictionary=None, label=None):
         model, load_states).explain(list(texts), label)
 
 
-def evaluate_model(model, dataset=None, split="test"):
+def evaluate_model(model, dataset=None, split="test", batch_size=None):
     """Accuracy, confusion matrix and accuracy by review length of a saved model
     (or of a list of models, an ensemble): :func:`sentiment.evaluate.evaluate_model`."""
-    return evaluation.evaluate_model(model, load_model, dataset, split)
+    return evaluation.evaluate_model(model, load_model, dataset, split, batch_size)
 
 
 def main(argv=None):

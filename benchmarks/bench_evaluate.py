@@ -4,7 +4,8 @@ Our side is timed exactly as ``lstm.py evaluate`` runs: one call of
 ``sentiment.evaluate.classify_split(model, lstm.load_model, dataset, split)``
 (a fresh model each time: loading and compiling it is timed apart from the
 classification; so is reading the dataset). Its reviews are sorted by length
-and classified in minibatches of the model's ``valid_batch_size``, made by
+and classified in minibatches of the model's ``valid_batch_size`` (or
+``--batch-size``) reviews, made by
 ``variants.batcher(options)`` (``imdb.prepare_data``, or ``prepare_padded``
 with ``pad_to``). "Classification" is the time of the model's ``classify``
 call: every minibatch built and run, the probabilities gathered.
@@ -222,7 +223,7 @@ class TorchModel:
 # ---------------------------------------------------------------------------
 # The two sides, timed.
 # ---------------------------------------------------------------------------
-def run_ours(model, dataset, split):
+def run_ours(model, dataset, split, batch_size=None):
     """``lstm.py evaluate``'s classification: ``classify_split(model,
     lstm.load_model, dataset, split)``. Returns its dict and the seconds:
     ``load_s`` (``lstm.load_model``: reading and compiling the model),
@@ -235,15 +236,15 @@ def run_ours(model, dataset, split):
         options, f_pred_prob, classify = lstm.load_model(m)
         timing["load_s"] = time.perf_counter() - start
 
-        def timed_classify(seqs):
+        def timed_classify(seqs, size=None):
             start = time.perf_counter()
-            probs = classify(seqs)
+            probs = classify(seqs, size)
             timing["classify_s"] = time.perf_counter() - start
             return probs
         return options, f_pred_prob, timed_classify
 
     start = time.perf_counter()
-    c = evaluation.classify_split(model, timed_load, dataset, split)
+    c = evaluation.classify_split(model, timed_load, dataset, split, batch_size)
     timing["total_s"] = time.perf_counter() - start
     return c, timing
 
@@ -255,16 +256,18 @@ def sorted_reviews(x, options):
     return order, imdb.remove_unk([x[n] for n in order], options.n_words)
 
 
-def run_torch(torch_model, options, order, seqs):
-    """PyTorch on the minibatches ``classify`` makes (``valid_batch_size``,
-    ``variants.batcher``), under ``torch.no_grad()``. Returns the probabilities
+def run_torch(torch_model, options, order, seqs, batch_size=None):
+    """PyTorch on the minibatches ``classify`` makes (``batch_size`` reviews, by
+    default the model's ``valid_batch_size``; ``variants.batcher``), under
+    ``torch.no_grad()``. Returns the probabilities
     in the split's order and the seconds of the loop (batching included)."""
     import torch
     prepare = variants.batcher(options)
     start = time.perf_counter()
     probs = None
     with torch.no_grad():
-        for _, index in lstm.get_minibatches_idx(len(seqs), options.valid_batch_size):
+        size = batch_size or options.valid_batch_size
+        for _, index in lstm.get_minibatches_idx(len(seqs), size):
             x, mask, _ = prepare([seqs[t] for t in index], [0] * len(index), maxlen=None)
             batch = torch_model.probs(x, mask)
             if probs is None:
@@ -316,6 +319,9 @@ def build_parser():
                    help="which part of the dataset file to classify")
     p.add_argument("--limit", type=int, default=0, metavar="N",
                    help="classify the split's first N reviews only, for a quick run (0: all)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="reviews per minibatch, on both sides (default: the model's "
+                        "valid_batch_size, as lstm.py evaluate)")
     p.add_argument("--repeats", type=int, default=1, metavar="K",
                    help="run ours then PyTorch's K times, alternating; best and median "
                         "are reported per side")
@@ -340,8 +346,9 @@ def summary(seconds, n):
 def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.limit < 0 or args.torch_threads < 0:
-        p.error("--repeats must be at least 1, --limit and --torch-threads 0 or more")
+    if args.repeats < 1 or (args.batch_size or 1) < 1 or args.limit < 0 or args.torch_threads < 0:
+        p.error("--repeats and --batch-size must be at least 1, --limit and --torch-threads "
+                "0 or more")
     if args.json and os.path.abspath(args.json) in {
             os.path.abspath(f) for f in (args.model, model_paths(args.model)[0])}:
         p.error("--json %s would overwrite the model or its options file" % args.json)
@@ -390,7 +397,8 @@ def bench(args, torch, folder):
              "on" if torch.backends.mkldnn.enabled else "off"))
     print("%s on %s (%s split, %d reviews%s), minibatches of %d%s"
           % (args.model, source, args.split, len(x),
-             ", the first %d" % args.limit if args.limit else "", options.valid_batch_size,
+             ", the first %d" % args.limit if args.limit else "",
+             args.batch_size or options.valid_batch_size,
              ", padded to %d (%s, truncating %s)" % (options.pad_to, options.padding,
                                                    options.truncating)
              if options.pad_to else ""))
@@ -398,11 +406,11 @@ def bench(args, torch, folder):
     ours_s, ours_load, ours_total, torch_s, diffs = [], [], [], [], []
     ours_probs = torch_probs = None
     for k in range(args.repeats):
-        c, timing = run_ours(args.model, dataset, args.split)
+        c, timing = run_ours(args.model, dataset, args.split, args.batch_size)
         ours_s.append(timing["classify_s"])
         ours_load.append(timing["load_s"])
         ours_total.append(timing["total_s"])
-        tprobs, seconds = run_torch(torch_model, options, order, seqs)
+        tprobs, seconds = run_torch(torch_model, options, order, seqs, args.batch_size)
         torch_s.append(seconds)
         diffs.append(max_difference(c["probs"], tprobs))
         ours_probs, torch_probs = c["probs"], tprobs

@@ -21,7 +21,7 @@ from sentiment.predict import Predictor, label_names
 LENGTH_BUCKETS = (0, 100, 200, 300, 500, 1000)
 
 
-def evaluate_model(model, load_model, dataset=None, split="test"):
+def evaluate_model(model, load_model, dataset=None, split="test", batch_size=None):
     """Accuracy, confusion matrix and accuracy by review length of a saved model.
 
     Every review of ``split`` (``"test"`` or ``"train"``) of ``dataset``
@@ -31,15 +31,18 @@ def evaluate_model(model, load_model, dataset=None, split="test"):
     ``n``, ``accuracy``, ``confusion`` (``[true][predicted]`` counts),
     ``labels`` (names) and ``by_length`` (one dict per bucket of review
     length in tokens: ``from``, ``to``, ``n``, ``accuracy``). ``load_model``
-    is ``lstm.load_model``.
+    is ``lstm.load_model``; ``batch_size``: reviews per minibatch (None: the
+    model's ``valid_batch_size``).
     """
-    return summarize(classify_split(model, load_model, dataset, split))
+    return summarize(classify_split(model, load_model, dataset, split, batch_size))
 
 
-def classify_split(model, load_model, dataset=None, split="test"):
-    """Every review of a split classified by a model or an ensemble: a dict of
-    ``models``, ``loaded`` (``load_model``'s tuples), ``options``, ``dataset``,
-    ``split``, ``x`` (the reviews' ids, as in the file), ``y`` and ``probs``."""
+def classify_split(model, load_model, dataset=None, split="test", batch_size=None):
+    """Every review of a split classified by a model or an ensemble, sorted by
+    length and in minibatches of ``batch_size`` (None: the model's
+    ``valid_batch_size``): a dict of ``models``, ``loaded`` (``load_model``'s
+    tuples), ``options``, ``dataset``, ``split``, ``x`` (the reviews' ids, as in
+    the file), ``y`` and ``probs``."""
     models = [model] if isinstance(model, str) else list(model)
     loaded = [load_model(m) for m in models]
     options = loaded[0][0]
@@ -56,7 +59,7 @@ def classify_split(model, load_model, dataset=None, split="test"):
     order = sorted(range(len(x)), key=lambda n: len(x[n]))  # less padding
     probs = 0.0
     for o, _, classify in loaded:
-        probs = probs + classify(imdb.remove_unk([x[n] for n in order], o.n_words))
+        probs = probs + classify(imdb.remove_unk([x[n] for n in order], o.n_words), batch_size)
     out = np.empty_like(probs)
     out[order] = probs / len(loaded)
     return dict(models=models, loaded=loaded, options=options, dataset=dataset, split=split,
@@ -144,6 +147,9 @@ def build_parser():
                    help="preprocessed corpus (default: the model's own)")
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="which part of the dataset file")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="reviews per minibatch, the reviews sorted by length first (default: "
+                        "the model's valid_batch_size); the probabilities do not depend on it")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--explain-errors", type=int, default=0, metavar="K",
                    help="explain the K most confidently wrong reviews: each token's "
@@ -169,8 +175,10 @@ def main(argv, load_model, load_states=None):
         p.error("--explain-errors and --top must be 0 or more")
     if (args.html or args.top or args.label is not None) and not args.explain_errors:
         p.error("--html, --top and --label need --explain-errors K")
+    if args.batch_size is not None and args.batch_size < 1:
+        p.error("--batch-size must be 1 or more")
     try:
-        c = classify_split(args.model, load_model, args.dataset, args.split)
+        c = classify_split(args.model, load_model, args.dataset, args.split, args.batch_size)
         result = summarize(c)
         errors = (explain_errors(c, args.explain_errors, load_states, args.label)
                   if args.explain_errors else None)

@@ -19,6 +19,7 @@ import sentiment.config
 import sentiment.predict
 import sentiment.training
 import sentiment.variants
+from sentiment import evaluate as evaluation
 from conftest import synthetic_corpus, train_text_model, write_corpus
 from test_lstm import sigmoid
 
@@ -746,6 +747,29 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(trained_text_mod
                                                  b=np.zeros(3, "float32")), [], bad)
     assert lstm.main(["evaluate", "--model", model, str(tmp / "three.npz")]) == 2
     assert "not one ensemble" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", [
+    {},  # the tutorial's model: the kept projections of the embedding rows
+    dict(bidirectional=True, bigram_buckets=64, pooling="meanmax"),
+    dict(pad_to=30, conv_filters=8, pooling="max"),
+])
+def test_evaluation_gives_the_same_bits_at_any_batch_size(variant, tmp_path, capsys):
+    corpus = tmp_path / "imdb.pkl"
+    write_corpus(corpus, *synthetic_corpus(n_train=20, n_test=90, seed=3))
+    options = sentiment.config.Config(dataset=str(corpus), dim_proj=16, n_words=60, ydim=2,
+                                      saveto=str(tmp_path / "m.npz"), **variant)
+    params = lstm.init_params(options, np.random.default_rng(3))
+    lstm.save_model(options.saveto, {k: 10 * v for k, v in params.items()}, [], options)
+    probs = [evaluation.classify_split(options.saveto, lstm.load_model, batch_size=size)["probs"]
+             for size in (256, 1, 7, 64)]
+    assert probs[0].shape == (90, 2) and np.ptp(probs[0][:, 0]) > 1e-3  # not all alike
+    for other in probs[1:]:
+        assert other.tobytes() == probs[0].tobytes()
+    with pytest.raises(SystemExit) as stop:
+        lstm.main(["evaluate", "--model", options.saveto, "--batch-size", "0"])
+    assert stop.value.code == 2
+    assert "--batch-size must be 1 or more" in capsys.readouterr().err
 
 
 # -- length-bucketed minibatches -------------------------------------------------------
