@@ -28,6 +28,7 @@ import pytensor  # noqa: E402
 import pytensor.tensor as pt  # noqa: E402
 
 from sentiment.config import PRESET_DIR, Config, read_config_file  # noqa: E402
+from sentiment import fused_graph  # noqa: E402
 from sentiment.optimizers import adam, zeros_like_params  # noqa: E402
 
 
@@ -66,7 +67,9 @@ def main(argv=None):
                                for k, v in params.items()})
     lr = pt.scalar("lr", dtype=pytensor.config.floatX)
     x = pt.scalar("unused")
-    f_grad_shared, fused, _ = adam(lr, copies[0], list(grads.values()), [x], x)
+    # The project's compile mode, as training uses: the step writes over p, m and v.
+    f_grad_shared, fused, _ = adam(lr, copies[0], list(grads.values()), [x], x,
+                                   mode=fused_graph.compile_mode(pytensor.config.mode))
     f_grad_shared(0.0)  # stores the gradients where adam's f_update reads them
     graph = graph_adam(lr, copies[1], list(grads.values()))
     step = np.float32(0.001)
