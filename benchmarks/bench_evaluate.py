@@ -346,7 +346,8 @@ def summary(seconds, n):
 def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
-    if args.repeats < 1 or (args.batch_size or 1) < 1 or args.limit < 0 or args.torch_threads < 0:
+    if (args.repeats < 1 or (args.batch_size is not None and args.batch_size < 1)
+            or args.limit < 0 or args.torch_threads < 0):
         p.error("--repeats and --batch-size must be at least 1, --limit and --torch-threads "
                 "0 or more")
     if args.json and os.path.abspath(args.json) in {
