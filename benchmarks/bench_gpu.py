@@ -146,7 +146,7 @@ def bench_shapes(args):
                                          ydim=bench_lstm.YDIM), np.random.default_rng(0))
         runners = [ProjectGPU(params)] + ([TorchCUDA(params)] if torch else [])
         bench_lstm.check_agreement(runners, T, B)
-        ms = bench_lstm.measure(runners, T, B, args.repeats, args.rounds)
+        ms, _ = bench_lstm.measure(runners, T, B, args.repeats, args.rounds)
         for r in runners:
             print("  %-14s update %8.2f ms   predict %8.2f ms" % (
                 r.name, ms[r.name]["update"], ms[r.name]["predict"]))

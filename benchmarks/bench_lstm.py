@@ -28,7 +28,9 @@ run (NumPy, a 2048^3 product).
     python benchmarks/bench_lstm.py --shapes 100x16 --impls fused --json out.json
 
 Run it on a quiet machine: a second busy process on 2 cores makes timings
-meaningless. Ratios above 1 mean the project is faster than PyTorch.
+meaningless. Ratios above 1 mean the project is faster than PyTorch. The
+medians come from ``--repeats`` calls per measure in ``--rounds`` bursts; the
+middle half of the update's calls is printed too, to show the machine's noise.
 """
 import argparse
 import json
@@ -225,8 +227,11 @@ def measure(runners, T, B, repeats, rounds):
                 xb, mb = batches[k % len(batches)]
                 r.update(x, mask, y)
                 t["predict_new"].append(_timed(lambda: r.predict(xb, mb)))
-    return {name: {k: 1000 * float(np.median(v)) for k, v in t.items()}
-            for name, t in times.items()}
+    medians = {name: {k: 1000 * float(np.median(v)) for k, v in t.items()}
+               for name, t in times.items()}
+    quartiles = {name: [1000 * float(q) for q in np.percentile(t["update"], [25, 75])]
+                 for name, t in times.items()}
+    return medians, quartiles
 
 
 def build_parser():
@@ -236,8 +241,10 @@ def build_parser():
                    metavar="TxB", help="batch shapes: time steps x reviews")
     p.add_argument("--impls", nargs="+", choices=LSTM_IMPLS, default=list(LSTM_IMPLS),
                    help="the project's LSTM implementations to time")
-    p.add_argument("--repeats", type=int, default=24, help="timed calls per measure")
-    p.add_argument("--rounds", type=int, default=4,
+    p.add_argument("--repeats", type=int, default=64,
+                   help="timed calls per measure (the median of 24 in bursts of 6 moved "
+                        "by up to 15%% from run to run on a shared 2-core VM)")
+    p.add_argument("--rounds", type=int, default=8,
                    help="alternate between implementations this many times")
     p.add_argument("--torch-threads", type=int, default=0,
                    help="PyTorch's threads (0: its default); for a one-core comparison "
@@ -256,7 +263,7 @@ def bench_shape(T, B, args, gflops):
                               np.random.default_rng(0))
     runners = [Project(impl, params) for impl in args.impls] + [Torch(params)]
     check_agreement(runners, T, B)
-    ms = measure(runners, T, B, args.repeats, args.rounds)
+    ms, quartiles = measure(runners, T, B, args.repeats, args.rounds)
     bound = 48 * T * B * DIM ** 2 / (gflops * 1e9) * 1000
     torch_ms = ms["pytorch"]
     print("  %-16s %9s %9s %9s %9s %9s %9s %9s" % (
@@ -270,6 +277,8 @@ def bench_shape(T, B, args, gflops):
     print("  (ratios: PyTorch's time / this one's, > 1 = faster than PyTorch; predict: "
           "%d batches in turn; new w.: prediction just after an update; vs bound: update "
           "time / FLOP bound %.2f ms)" % (PREDICT_BATCHES, bound))
+    print("  update, middle half of the %d timed calls: %s" % (args.repeats, ", ".join(
+        "%s %.2f-%.2f ms" % (r.name, *quartiles[r.name]) for r in runners)))
     main_ms = ms["project-" + args.impls[0]]
     return dict(T=T, B=B, impl=args.impls[0],
                 project_ms=main_ms["update"], pytorch_ms=torch_ms["update"],
@@ -281,7 +290,7 @@ def bench_shape(T, B, args, gflops):
                 pytorch_predict_new_ms=torch_ms["predict_new"],
                 predict_new_ratio=torch_ms["predict_new"] / main_ms["predict_new"],
                 flop_bound_ms=bound,
-                all_ms=ms)
+                all_ms=ms, update_quartiles_ms=quartiles)
 
 
 def main(argv=None):
