@@ -242,8 +242,8 @@ def build_parser():
     p.add_argument("--impls", nargs="+", choices=LSTM_IMPLS, default=list(LSTM_IMPLS),
                    help="the project's LSTM implementations to time")
     p.add_argument("--repeats", type=int, default=64,
-                   help="timed calls per measure (the median of 24 in bursts of 6 moved "
-                        "by up to 15%% from run to run on a shared 2-core VM)")
+                   help="timed calls per measure (the more, the less a burst of the "
+                        "machine's noise moves the medians)")
     p.add_argument("--rounds", type=int, default=8,
                    help="alternate between implementations this many times")
     p.add_argument("--torch-threads", type=int, default=0,
