@@ -204,7 +204,7 @@ def measure(runners, T, B, repeats, rounds):
     """Median ms per update, per prediction and per prediction just after an
     update (``predict_new``: new weights, so the project's kept projections of
     the embedding rows are all computed again), alternating between runners
-    by round."""
+    by round; and the quartiles (ms) of each runner's update calls."""
     x, mask, y = make_batch(T, B)
     batches = [make_batch(T, B, seed=10 + k)[:2] for k in range(PREDICT_BATCHES)]
     for r in runners:  # warm-up
