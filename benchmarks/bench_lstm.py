@@ -277,8 +277,8 @@ def bench_shape(T, B, args, gflops):
     print("  (ratios: PyTorch's time / this one's, > 1 = faster than PyTorch; predict: "
           "%d batches in turn; new w.: prediction just after an update; vs bound: update "
           "time / FLOP bound %.2f ms)" % (PREDICT_BATCHES, bound))
-    print("  update, middle half of the %d timed calls: %s" % (args.repeats, ", ".join(
-        "%s %.2f-%.2f ms" % (r.name, *quartiles[r.name]) for r in runners)))
+    print("  update, middle half of the timed calls: %s" % ", ".join(
+        "%s %.2f-%.2f ms" % (r.name, *quartiles[r.name]) for r in runners))
     main_ms = ms["project-" + args.impls[0]]
     return dict(T=T, B=B, impl=args.impls[0],
                 project_ms=main_ms["update"], pytorch_ms=torch_ms["update"],
