@@ -32,7 +32,8 @@ from pytensor import config
 
 import imdb
 import imdb_preprocess
-from sentiment import cli, device, digests, embeddings, fused_graph, fused_lstm, variants
+from sentiment import (cli, device, digests, embedding_rows, embeddings, fused_graph, fused_lstm,
+                       variants)
 from sentiment import evaluate as evaluation, predict as prediction
 from sentiment.config import ADAMW_DECAY, Config, checkpoint_path
 from sentiment.errors import DataError, report
@@ -393,13 +394,15 @@ def running_average(avg, g, square=False, fused=False):
 
 
 def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False,
-             step=1.0):
+             step=1.0, rows=None):
     """AdaDelta [ADADELTA]_ with the tutorial's constants (rho 0.95, eps 1e-6).
 
     ``lr`` is accepted and ignored, as in the tutorial. ``step`` scales the
     parameter step (not the running average of the steps), as the learning
     rate of ``torch.optim.Adadelta``; the tutorial's rule is ``step=1``
-    (``--adaptive-lrate``). Parameters and returns as :func:`sgd`.
+    (``--adaptive-lrate``). ``rows`` (default: ``fused``): the embedding's
+    rule row by row, the same bits (:mod:`sentiment.embedding_rows`).
+    Parameters and returns as :func:`sgd`.
 
     References
     ----------
@@ -409,12 +412,16 @@ def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=Fals
     zipped_grads = zeros_like_params(tparams, "grad")
     running_up2 = zeros_like_params(tparams, "rup2")
     running_grads2 = zeros_like_params(tparams, "rgrad2")
+    # Wemb's state row by row, where only the rows of a batch's words change;
+    # the rule's bits (sentiment.embedding_rows).
+    rows = embedding_rows.Embeddings(list(tparams.values()), grads, zipped_grads, running_up2,
+                                     running_grads2, step, on=fused if rows is None else rows)
 
     zgup = [(zg, g) for zg, g in zip(zipped_grads, grads)]
     rg2up = [(rg2, running_average(rg2, g, square=True, fused=fused))
              for rg2, g in zip(running_grads2, grads)]
     f_grad_shared = pytensor.function(inputs, cost,
-                                      updates=list(updates) + zgup + rg2up,
+                                      updates=rows.grad_updates(list(updates) + zgup + rg2up),
                                       name="adadelta_f_grad_shared", mode=mode)
 
     if fused:  # the same rule, dx, E[dx^2] and p in one pass per parameter
@@ -429,7 +436,7 @@ def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=Fals
         ru2up = [(ru2, 0.95 * ru2 + 0.05 * (ud ** 2))
                  for ru2, ud in zip(running_up2, updir)]
         param_up = [(p, p + step * ud) for p, ud in zip(tparams.values(), updir)]
-    f_update = pytensor.function([lr], [], updates=ru2up + param_up,
+    f_update = pytensor.function([lr], [], updates=rows.step_updates(ru2up + param_up),
                                  on_unused_input="ignore",
                                  name="adadelta_f_update", mode=mode)
     return f_grad_shared, f_update, zipped_grads + running_up2 + running_grads2
@@ -485,9 +492,11 @@ def optimizer_rule(options):
     """The update rule ``options.optimizer`` names, with its settings bound:
     a function with :func:`sgd`'s parameters and returns."""
     fused = options.lstm_impl == "fused"
-    if options.optimizer in ("adadelta", "rmsprop"):
-        rule = adadelta if options.optimizer == "adadelta" else rmsprop
-        return functools.partial(rule, fused=fused, step=options.optimizer_lrate())
+    if options.optimizer == "adadelta":  # (rows: CPU Ops, with no JAX function)
+        return functools.partial(adadelta, fused=fused, step=options.optimizer_lrate(),
+                                 rows=fused and options.device != "gpu")
+    if options.optimizer == "rmsprop":
+        return functools.partial(rmsprop, fused=fused, step=options.optimizer_lrate())
     if options.optimizer in ("adam", "adamw"):
         decay = options.weight_decay or (ADAMW_DECAY if options.optimizer == "adamw" else 0.0)
         return functools.partial(adam, weight_decay=decay)

@@ -35,7 +35,7 @@ from pytensor.tensor.rewriting.ofg import inline_ofg_node
 from pytensor.tensor.shape import Reshape
 from pytensor.tensor.special import Softmax
 
-from sentiment import fused_lstm as fl
+from sentiment import embedding_rows, fused_lstm as fl
 
 REWRITE_TAG = "fused_lstm_inline_softmax"
 
@@ -335,9 +335,11 @@ def predict_embedded(fgraph, node):
 # (PyTensor's destroy handler allows it only where nothing else reads them),
 # with the same bits.
 # ---------------------------------------------------------------------------
-@node_rewriter([fl.FusedStep, fl.RunningAverage], inplace=True)
+@node_rewriter([fl.FusedStep, fl.RunningAverage, embedding_rows.GradRows,
+                embedding_rows.StepRows], inplace=True)
 def steps_in_place(fgraph, node):
-    """FusedStep / RunningAverage -> the same Op writing over the arrays it replaces."""
+    """FusedStep / RunningAverage / GradRows / StepRows -> the same Op writing
+    over the arrays it replaces."""
     if node.op.inplace or not hasattr(fgraph, "destroy_handler"):
         return None
     return node.op.in_place().make_node(*node.inputs).outputs

@@ -9,7 +9,7 @@ from pytensor import config
 from pytensor.compile.mode import get_mode
 
 import lstm
-from sentiment import fused_graph, fused_lstm
+from sentiment import embedding_rows, fused_graph, fused_lstm
 from sentiment.config import Config
 
 MODE = fused_graph.compile_mode(config.mode)
@@ -190,7 +190,8 @@ def test_running_average_gives_pytensors_bits(square):
 
 def steps(f):
     return [node.op for node in f.maker.fgraph.apply_nodes
-            if isinstance(node.op, (fused_lstm.FusedStep, fused_lstm.RunningAverage))]
+            if isinstance(node.op, (fused_lstm.FusedStep, fused_lstm.RunningAverage,
+                                    embedding_rows.GradRows, embedding_rows.StepRows))]
 
 
 @pytest.mark.parametrize("optimizer", ["adadelta", "rmsprop", "adam"])
