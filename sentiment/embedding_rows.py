@@ -4,8 +4,8 @@ batch uses are computed, with the same bits as the tutorial's dense rule.
 A word that a batch does not use has a zero gradient row. The tutorial's
 AdaDelta (:func:`lstm.adadelta`) still spends a full pass over every row of
 ``Wemb`` and of its three state arrays on each update (some 20 MB of memory
-traffic for the default 10,000 words, about 1.5 ms of a T=100, B=16 update),
-where for such a row it only does this:
+traffic for the default 10,000 words), where for such a row it only does
+this:
 
 - the stored gradient ``zipped_grads`` row stays zero;
 - ``running_grads2 <- 0.95 * running_grads2 + 0.05 * 0``;
@@ -27,12 +27,16 @@ number of steps row ``r`` has had, ``seen[n_words]`` the number of steps
 taken; one for ``running_grads2`` (its steps are taken by ``f_grad_shared``),
 one for ``running_up2`` (taken by ``f_update``). The rows that
 ``f_grad_shared`` wrote are those with ``seen[r] == seen[n_words]``: the next
-one zeroes their gradient rows and ``f_update`` steps them.
+one zeroes their gradient rows and ``f_update`` steps them. Large batches
+share the rows out to threads by blocks (each row's arithmetic is the same
+in any block).
 """
 import numba
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from llvmlite import ir
+from numba.extending import intrinsic
 from pytensor.graph.basic import Apply
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
@@ -42,73 +46,144 @@ RHO, REST, EPS = 0.95, 0.05, 1e-6  # the tutorial's constants (see fused_lstm.Fu
 
 
 # ---------------------------------------------------------------------------
-# The kernels. Each applies the dense kernel of fused_lstm to a row, so that
-# the arithmetic is that kernel's, written once.
+# The kernels: the used rows' average and step by fused_lstm's dense kernels,
+# and the decays as those kernels compute them for a zero gradient.
 # ---------------------------------------------------------------------------
 @numba.njit(**fl._ieee_jit)
-def _average_decays(avg, zero, times):
-    # running_grads2's row with a zero gradient row, `times` times.
+def _average_decays(avg, times):
+    # running_grads2's row with a zero gradient, `times` times: the arithmetic
+    # of fused_lstm._running_average with g = 0 (0.05 * 0 ** 2 is 0).
+    zero = np.float32(0.0)
     for _ in range(times):
-        fl._running_average(avg, zero, True)
+        for d in range(avg.shape[0]):
+            avg[d] = np.float32(0.95 * avg[d]) + zero
 
 
 @numba.njit(**fl._ieee_jit)
-def _step_decays(ru2, zero, rho, rest, times):
-    # running_up2's row when the step is -0 (fused_lstm._adadelta_step's
-    # ru2 * rho + rest * (ud * ud) with ud = -0), `times` times.
-    ud = -zero[0]
+def _step_decays(ru2, rho, rest, times):
+    # running_up2's row when the step is -0, `times` times: the arithmetic of
+    # fused_lstm._adadelta_step's ru2 * rho + rest * (ud * ud) with ud = -0.
+    ud = -np.float32(0.0)
     for _ in range(times):
         for d in range(ru2.shape[0]):
             ru2[d] = rho * ru2[d] + rest * (ud * ud)
 
 
+@intrinsic
+def _prefetch(typingctx, address):
+    # LLVM's prefetch of the cache line at `address` (an integer), for writing.
+    def codegen(context, builder, signature, args):
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        builder.call(fn, [builder.inttoptr(args[0], i8p), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return numba.types.void(numba.types.intp), codegen
+
+
 @numba.njit(**fl._ieee_jit)
-def _grad_rows(zg, rg2, seen, idx, g, zero):
+def _fetch(a, r):
+    # Row r of the matrix a towards the cache (the rows a batch uses are
+    # scattered: each would otherwise wait for memory in turn).
+    start = a.ctypes.data + r * a.strides[0]
+    for offset in range(0, a.shape[1] * a.itemsize, 64):
+        _prefetch(start + offset)
+
+
+AHEAD = 8  # rows fetched this far ahead
+
+
+@numba.njit(**fl._ieee_jit)
+def _grad_rows(zg, rg2, seen, idx, g, rows, lo, hi):
     # zg, rg2: (n_words, D); seen: (n_words + 1,); idx: (N,) word indices (in
-    # range); g: (N, D) the gradient of the rows W[idx]; zero: (D,) zeros.
-    # zg becomes the dense gradient (rows added in the order of idx, as
-    # fused_lstm.EmbeddingGrad adds them), rg2's used rows their average.
-    n_words = zg.shape[0]
-    done = seen[n_words]
-    for r in range(n_words):  # the rows the last step wrote (or all, after a flush)
+    # range); g: (N, D) the gradient of the rows W[idx]; rows: (n_words,) work
+    # space. For the rows lo:hi (the caller then counts the step in
+    # seen[n_words]): zg becomes the dense gradient (rows added in the order
+    # of idx, as fused_lstm.EmbeddingGrad adds them), rg2's used rows their
+    # average, after the decays they missed.
+    done = seen[zg.shape[0]]
+    for r in range(lo, hi):  # the rows the last step wrote (or all, after a flush)
         if seen[r] == done:
-            zg[r] = 0
-    for k in range(idx.shape[0]):
+            row = zg[r]
+            for d in range(row.shape[0]):
+                row[d] = 0
+    n = idx.shape[0]
+    for k in range(n):
+        if k + AHEAD < n and lo <= idx[k + AHEAD] < hi:
+            _fetch(zg, idx[k + AHEAD])
         r = idx[k]
-        if seen[r] >= 0:  # first use in this batch: the decays it missed
-            _average_decays(rg2[r], zero, done - seen[r])
-            seen[r] = -1
-        zg[r] += g[k]
-    for k in range(idx.shape[0]):
-        r = idx[k]
+        if lo <= r < hi:
+            seen[r] = -1 - seen[r] if seen[r] >= 0 else seen[r]  # used: -1 - its count
+            row, add = zg[r], g[k]
+            for d in range(row.shape[0]):
+                row[d] += add[d]
+    _average_rows(zg, rg2, seen, rows, done, lo, hi)
+
+
+@numba.njit(**fl._ieee_jit)
+def _average_rows(zg, rg2, seen, rows, done, lo, hi):
+    # rg2's rows that _grad_rows marked used, in order: their missed decays,
+    # then this step's average.
+    n = lo
+    for r in range(lo, hi):
         if seen[r] < 0:
-            fl._running_average(rg2[r], zg[r], True)
-            seen[r] = done + 1
-    seen[n_words] = done + 1
+            rows[n] = r
+            n += 1
+    for k in range(lo, n):
+        if k + AHEAD < n:
+            _fetch(zg, rows[k + AHEAD])
+            _fetch(rg2, rows[k + AHEAD])
+        r = rows[k]
+        _average_decays(rg2[r], done - (-1 - seen[r]))
+        fl._running_average(rg2[r], zg[r], True)
+        seen[r] = done + 1
 
 
 @numba.njit(**fl._ieee_jit)
-def _step_rows(p, zg, ru2, rg2, seen_up, seen_grad, zero, rho, rest, eps, scale):
-    # The step of every row that f_grad_shared wrote; the others' ru2 owe a decay.
-    n_words = p.shape[0]
-    done, wrote = seen_up[n_words], seen_grad[n_words]
-    for r in range(n_words):
+def _step_rows(p, zg, ru2, rg2, seen_up, seen_grad, rows, rho, rest, eps, scale, lo, hi):
+    # For the rows lo:hi (the caller then counts the step in seen_up[n_words]):
+    # the step of every row that f_grad_shared wrote; the others' ru2 owe a
+    # decay. rows: (n_words,) work space.
+    done, wrote = seen_up[p.shape[0]], seen_grad[p.shape[0]]
+    n = lo
+    for r in range(lo, hi):
         if seen_grad[r] == wrote:
-            _step_decays(ru2[r], zero, rho, rest, done - seen_up[r])
-            fl._adadelta_step(p[r], zg[r], ru2[r], rg2[r], rho, rest, eps, scale)
-            seen_up[r] = done + 1
-    seen_up[n_words] = done + 1
+            rows[n] = r
+            n += 1
+    for k in range(lo, n):
+        if k + AHEAD < n:
+            for a in (p, zg, ru2, rg2):
+                _fetch(a, rows[k + AHEAD])
+        r = rows[k]
+        _step_decays(ru2[r], rho, rest, done - seen_up[r])
+        fl._adadelta_step(p[r], zg[r], ru2[r], rg2[r], rho, rest, eps, scale)
+        seen_up[r] = done + 1
 
 
 @numba.njit(**fl._ieee_jit)
-def _catch_up(rg2, seen_grad, ru2, seen_up, zero, rho, rest):
+def _catch_up(rg2, seen_grad, ru2, seen_up, rho, rest):
     # Every row brought up to date (seen[r] = seen[n_words]).
     n_words = rg2.shape[0]
     for r in range(n_words):
-        _average_decays(rg2[r], zero, seen_grad[n_words] - seen_grad[r])
+        _average_decays(rg2[r], seen_grad[n_words] - seen_grad[r])
         seen_grad[r] = seen_grad[n_words]
-        _step_decays(ru2[r], zero, rho, rest, seen_up[n_words] - seen_up[r])
+        _step_decays(ru2[r], rho, rest, seen_up[n_words] - seen_up[r])
         seen_up[r] = seen_up[n_words]
+
+
+MIN_THREAD_ROWS = 512  # rows used per thread from which the rows are shared out
+
+
+def _in_blocks(kernel, args, n_words, n_used):
+    """``kernel(*args, lo, hi)`` over the rows ``0:n_words`` in blocks, one a
+    thread, when ``n_used`` rows are worth it (each row's arithmetic is the
+    same in any block)."""
+    n = max(1, min(fl.threads, n_used // MIN_THREAD_ROWS))
+    blocks = fl._blocks(n_words, n)
+    if len(blocks) == 1:
+        kernel(*args, 0, n_words)
+    else:
+        fl._in_threads(kernel, [args + block for block in blocks])
 
 
 # ---------------------------------------------------------------------------
@@ -173,8 +248,10 @@ class GradRows(_RowsOp):
         if g.shape != (idx.shape[0], zg.shape[1]) or rg2.shape != zg.shape:
             raise ValueError("GradRows: g %s, rg2 %s for %d words of a %s matrix"
                              % (g.shape, rg2.shape, idx.shape[0], zg.shape))
-        _grad_rows(zg, rg2, seen, np.ascontiguousarray(idx, dtype="int64"),
-                   np.ascontiguousarray(g), np.zeros(zg.shape[1], zg.dtype))
+        args = (zg, rg2, seen, np.ascontiguousarray(idx, dtype="int64"),
+                np.ascontiguousarray(g), np.empty(zg.shape[0], "int64"))
+        _in_blocks(_grad_rows, args, zg.shape[0], idx.shape[0])
+        seen[zg.shape[0]] += 1
         self._outputs(arrays, output_storage)
 
 
@@ -205,8 +282,11 @@ class StepRows(_RowsOp):
             raise ValueError("StepRows: shapes %s differ"
                              % [a.shape for a in (p, zg, ru2, rg2)])
         real = np.float32
-        _step_rows(p, zg, ru2, rg2, seen_up, seen_grad, np.zeros(p.shape[1], real),
-                   real(RHO), real(REST), real(EPS), real(self.step))
+        args = (p, zg, ru2, rg2, seen_up, seen_grad, np.empty(p.shape[0], "int64"),
+                real(RHO), real(REST), real(EPS), real(self.step))
+        _in_blocks(_step_rows, args, p.shape[0],
+                   np.count_nonzero(seen_grad[:-1] == seen_grad[-1]))
+        seen_up[p.shape[0]] += 1
         self._outputs(arrays, output_storage)
 
 
@@ -276,8 +356,7 @@ class AdaDeltaRows:
             return TensorSharedVariable.get_value(shared, borrow=True)
         rg2, ru2 = value(self.running_grads2), value(self.running_up2)
         real = rg2.dtype.type
-        _catch_up(rg2, value(self.seen_grad), ru2, value(self.seen_up),
-                  np.zeros(rg2.shape[1], rg2.dtype), real(RHO), real(REST))
+        _catch_up(rg2, value(self.seen_grad), ru2, value(self.seen_up), real(RHO), real(REST))
 
 
 def _embedding_grad(param, grad):

@@ -52,11 +52,14 @@ def row_functions(n_words, dim, inplace):
     return (rows.zipped_grads, rows.running_up2, rows.running_grads2, p), grad, step
 
 
-@pytest.mark.parametrize("inplace", [True, False])
-def test_the_ops_give_the_dense_ops_bits(inplace):
+@pytest.mark.parametrize("inplace,threads", [(True, 1), (False, 1), (True, 2), (True, 3)])
+def test_the_ops_give_the_dense_ops_bits(inplace, threads, monkeypatch):
     """From random (non-zero) state, batches that use few words, with repeats,
     some steps without a new gradient and some gradients without a step: the
-    parameter and the state have the dense Ops' bits, read at any point."""
+    parameter and the state have the dense Ops' bits, read at any point, with
+    the rows shared out to any number of threads."""
+    monkeypatch.setattr(fused_lstm, "threads", threads)
+    monkeypatch.setattr(embedding_rows, "MIN_THREAD_ROWS", 1)
     n_words, dim = 40, 20  # (20: not a multiple of a vector's width)
     rng = np.random.default_rng(1)
     start = [rng.standard_normal((n_words, dim)).astype("float32") for _ in range(4)]
