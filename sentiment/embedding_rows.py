@@ -40,7 +40,7 @@ from numba.extending import intrinsic
 from pytensor.graph.basic import Apply
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
-from sentiment import fused_lstm as fl
+from sentiment import fused_lstm as fl, handoff
 
 RHO, REST, EPS = 0.95, 0.05, 1e-6  # the tutorial's constants (see fused_lstm.FusedStep)
 
@@ -171,19 +171,33 @@ def _catch_up(rg2, seen_grad, ru2, seen_up, rho, rest):
         seen_up[r] = seen_up[n_words]
 
 
+@numba.njit(**fl._ieee_jit)
+def _grad_rows_start(flags, count, value, *args):
+    # _grad_rows(*args), once the helpers are told (sentiment.handoff).
+    handoff.signal(flags, count, value)
+    _grad_rows(*args)
+
+
+@numba.njit(**fl._ieee_jit)
+def _step_rows_start(flags, count, value, *args):
+    # _step_rows(*args), once the helpers are told (sentiment.handoff).
+    handoff.signal(flags, count, value)
+    _step_rows(*args)
+
+
 MIN_THREAD_ROWS = 512  # rows used per thread from which the rows are shared out
 
 
-def _in_blocks(kernel, args, n_words, n_used):
+def _in_blocks(kernel, start, args, n_words, n_used):
     """``kernel(*args, lo, hi)`` over the rows ``0:n_words`` in blocks, one a
     thread, when ``n_used`` rows are worth it (each row's arithmetic is the
-    same in any block)."""
+    same in any block); ``start``: the kernel's start function."""
     n = max(1, min(fl.threads, n_used // MIN_THREAD_ROWS))
     blocks = fl._blocks(n_words, n)
     if len(blocks) == 1:
         kernel(*args, 0, n_words)
     else:
-        fl._in_threads(kernel, [args + block for block in blocks])
+        fl._in_threads(kernel, [args + block for block in blocks], start)
 
 
 # ---------------------------------------------------------------------------
@@ -250,7 +264,7 @@ class GradRows(_RowsOp):
                              % (g.shape, rg2.shape, idx.shape[0], zg.shape))
         args = (zg, rg2, seen, np.ascontiguousarray(idx, dtype="int64"),
                 np.ascontiguousarray(g), np.empty(zg.shape[0], "int64"))
-        _in_blocks(_grad_rows, args, zg.shape[0], idx.shape[0])
+        _in_blocks(_grad_rows, _grad_rows_start, args, zg.shape[0], idx.shape[0])
         seen[zg.shape[0]] += 1
         self._outputs(arrays, output_storage)
 
@@ -284,7 +298,7 @@ class StepRows(_RowsOp):
         real = np.float32
         args = (p, zg, ru2, rg2, seen_up, seen_grad, np.empty(p.shape[0], "int64"),
                 real(RHO), real(REST), real(EPS), real(self.step))
-        _in_blocks(_step_rows, args, p.shape[0],
+        _in_blocks(_step_rows, _step_rows_start, args, p.shape[0],
                    np.count_nonzero(seen_grad[:-1] == seen_grad[-1]))
         seen_up[p.shape[0]] += 1
         self._outputs(arrays, output_storage)

@@ -63,6 +63,8 @@ from pytensor.gradient import DisconnectedType, grad_not_implemented, grad_undef
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+from sentiment import handoff
+
 # The one fast-math flag: "contract" (a * b + c may become one fused
 # multiply-add, which every AVX2 CPU has, and LLVM forms the same ones for
 # every x86-64 target). The others change results with the target: with
@@ -521,6 +523,13 @@ def _forward_rows(x, ids, table, fill, mask, W, b, U, kernel, h_out, c_out, gate
 
 
 @numba.njit(**_jit)
+def _forward_rows_start(flags, count, value, *args):
+    # _forward_rows(*args), once the helpers are told (sentiment.handoff).
+    handoff.signal(flags, count, value)
+    _forward_rows(*args)
+
+
+@numba.njit(**_jit)
 def _backward(mask, U, Utp, h, c, gates, dh_out, dc_out, dxw, dh_next, dc_next, t0, t1, lo, hi):
     # Utp: U^T packed, or empty.
     # dh_out, dc_out: (T, B, D), the cost's gradient with respect to each
@@ -562,6 +571,13 @@ def _backward(mask, U, Utp, h, c, gates, dh_out, dc_out, dxw, dh_next, dc_next, 
             dh *= one - m  # dh_prev, before the U^T term
         if t > 0:
             _step_gemm(dxw[t, lo:hi], U, Utp, dh_next[lo:hi], True, one)  # dh_next += dz_t U^T
+
+
+@numba.njit(**_jit)
+def _backward_start(flags, count, value, *args):
+    # _backward(*args), once the helpers are told (sentiment.handoff).
+    handoff.signal(flags, count, value)
+    _backward(*args)
 
 
 # ---------------------------------------------------------------------------
@@ -732,9 +748,12 @@ def _blocks(size, n):
     return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if lo < hi]
 
 
-def _in_threads(fn, calls):
+def _in_threads(fn, calls, start=None):
     """``fn(*args)`` for every ``args`` of ``calls``, each in its own thread:
-    this one takes the first, pool threads the others."""
+    this one takes the first, helper threads the others (:mod:`sentiment.handoff`;
+    ``start``: fn's start function), or pool threads when they are busy."""
+    if handoff.run(fn, calls, start):
+        return
     futures = [_executor(len(calls) - 1).submit(fn, *args) for args in calls[1:]]
     try:
         fn(*calls[0])
@@ -964,7 +983,7 @@ def _forward_in_rows(x, mask, W, U, b, h, c, gates, pooled, projected=None):
         _forward_rows(*calls[0])
     else:
         with _OneBlasThread():
-            _in_threads(_forward_rows, calls)
+            _in_threads(_forward_rows, calls, _forward_rows_start)
 
 
 def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
@@ -994,7 +1013,7 @@ def lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc):
         n = _row_threads(n_samples)
         with _OneBlasThread():
             _in_threads(_backward, [recurrence + (0, n_steps) + rows
-                                    for rows in _blocks(n_samples, n)])
+                                    for rows in _blocks(n_samples, n)], _backward_start)
             _in_threads(_run_all, [(_input_grads, jobs[lo:hi]) for lo, hi in
                                    _blocks(len(jobs), n)])
     else:
