@@ -394,13 +394,13 @@ def running_average(avg, g, square=False, fused=False):
 
 
 def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False,
-             step=1.0, rows=None):
+             step=1.0, by_rows=None):
     """AdaDelta [ADADELTA]_ with the tutorial's constants (rho 0.95, eps 1e-6).
 
     ``lr`` is accepted and ignored, as in the tutorial. ``step`` scales the
     parameter step (not the running average of the steps), as the learning
     rate of ``torch.optim.Adadelta``; the tutorial's rule is ``step=1``
-    (``--adaptive-lrate``). ``rows`` (default: ``fused``): the embedding's
+    (``--adaptive-lrate``). ``by_rows`` (default: ``fused``): the embedding's
     rule row by row, the same bits (:mod:`sentiment.embedding_rows`).
     Parameters and returns as :func:`sgd`.
 
@@ -415,7 +415,8 @@ def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=Fals
     # Wemb's state row by row, where only the rows of a batch's words change;
     # the rule's bits (sentiment.embedding_rows).
     rows = embedding_rows.Embeddings(list(tparams.values()), grads, zipped_grads, running_up2,
-                                     running_grads2, step, on=fused if rows is None else rows)
+                                     running_grads2, step,
+                                     on=fused if by_rows is None else by_rows)
 
     zgup = [(zg, g) for zg, g in zip(zipped_grads, grads)]
     rg2up = [(rg2, running_average(rg2, g, square=True, fused=fused))
@@ -492,9 +493,9 @@ def optimizer_rule(options):
     """The update rule ``options.optimizer`` names, with its settings bound:
     a function with :func:`sgd`'s parameters and returns."""
     fused = options.lstm_impl == "fused"
-    if options.optimizer == "adadelta":  # (rows: CPU Ops, with no JAX function)
+    if options.optimizer == "adadelta":  # (by_rows: CPU Ops, with no JAX function)
         return functools.partial(adadelta, fused=fused, step=options.optimizer_lrate(),
-                                 rows=fused and options.device != "gpu")
+                                 by_rows=fused and options.device != "gpu")
     if options.optimizer == "rmsprop":
         return functools.partial(rmsprop, fused=fused, step=options.optimizer_lrate())
     if options.optimizer in ("adam", "adamw"):

@@ -174,6 +174,9 @@ class Helpers:
             else:
                 signal(self.go, count, value)
                 fn(*calls[0])
+        except BaseException:
+            signal(self.go, count, value)  # (a start function that failed before it told them)
+            raise
         finally:
             self._wait(count, value)
         for k in range(count):

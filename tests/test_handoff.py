@@ -85,3 +85,16 @@ def test_a_forked_child_starts_its_own_helpers():
     child.join(60)
     assert child.exitcode == 0
     assert queue.get(timeout=1) == [1.0, 2.0]
+
+
+def _broken_start(flags, count, value, *args):
+    raise TypeError("no such signature")  # as a start function that fails to dispatch
+
+
+def test_a_start_function_that_fails_raises_without_waiting_forever():
+    out = np.zeros(8)
+    with pytest.raises(TypeError, match="no such signature"):
+        handoff.run(_fill_py, [(out, 0, 1.0), (out, 1, 2.0)], _broken_start)
+    assert out[1] == 2.0  # the helper's share ran
+    assert handoff.run(_fill, [(out, 0, 3.0), (out, 1, 4.0)], _fill_start)
+    np.testing.assert_array_equal(out[:2], [3.0, 4.0])
