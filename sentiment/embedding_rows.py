@@ -102,7 +102,7 @@ def _grad_rows(zg, rg2, seen, idx, g, rows, lo, hi):
     # of idx, as fused_lstm.EmbeddingGrad adds them), rg2's used rows their
     # average, after the decays they missed.
     done = seen[zg.shape[0]]
-    for r in range(lo, hi):  # the rows the last step wrote (or all, after a flush)
+    for r in range(lo, hi):  # the rows the last step wrote (or all, after a catch-up)
         if seen[r] == done:
             row = zg[r]
             for d in range(row.shape[0]):
