@@ -121,9 +121,8 @@ class Helpers:
     """``n`` helper threads; :meth:`run` shares a call out to them."""
 
     def __init__(self, n):
-        self.n = n
-        self.go = np.zeros(max(n, 1) * SLOT, np.int32)  # helper k's flag at k * SLOT
-        self.done = np.zeros(max(n, 1) * SLOT, np.int32)
+        self.go = np.zeros(n * SLOT, np.int32)  # helper k's flag at k * SLOT
+        self.done = np.zeros(n * SLOT, np.int32)
         self.jobs = [None] * n
         self.errors = [None] * n
         self.sleeping = [False] * n
