@@ -55,10 +55,12 @@ def lstm_forward(x, mask, W, U, b):
 def lstm_backward(x, mask, W, U, h, c, gates, dh_out, dc_out):
     """``(dx, dW, dU, db)``: the gradient of :func:`lstm_forward` given the
     cost's gradient ``dh_out``, ``dc_out`` with respect to every step's ``h``
-    and ``c`` (the rule of ``fused_lstm._backward``)."""
+    and ``c`` (the rule of ``fused_lstm._backward``; an empty ``dc_out``: zeros)."""
     import jax
     import jax.numpy as jnp
     dim = U.shape[0]
+    if dc_out.shape[0] == 0:  # (LSTMBackward's empty dc: zeros)
+        dc_out = jnp.zeros_like(c)
     dh_out, dc_out = dh_out.astype(x.dtype), dc_out.astype(x.dtype)
     c_prev = jnp.concatenate([jnp.zeros_like(c[:1]), c[:-1]])
     h_prev = jnp.concatenate([jnp.zeros_like(h[:1]), h[:-1]])

@@ -332,6 +332,28 @@ def test_bad_inputs_are_refused():
             f(*(good[:k] + [bad] + good[k + 1:]))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("B", [3, 19], ids=["serial-or-pipeline", "rows"])
+def test_an_empty_dc_is_a_zero_dc(dtype, B):
+    """LSTMBackward's empty dc (a cost of h alone) gives the bits of a zero dc."""
+    rng = np.random.default_rng(5)
+    x, mask, W, U, b, dh, _ = lstm_args(11, B, 6, rng, dtype=dtype)
+    h, c, gates = (a.copy() for a in fused_lstm.lstm_forward_arrays(x, mask, W, U, b))
+    zero = [a.copy() for a in fused_lstm.lstm_backward_arrays(
+        x, mask, W, U, h, c, gates, dh, np.zeros_like(c))]
+    empty = fused_lstm.lstm_backward_arrays(x, mask, W, U, h, c, gates, dh,
+                                            np.zeros((0, 0, 0), dtype))
+    for name, want, got in zip(["dx", "dW", "dU", "db"], zero, empty):
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    dc = pt.tensor3(dtype=dtype)
+    grads = fused_lstm.LSTMBackward()(*(pt.as_tensor_variable(a) for a in
+                                        (x, mask, W, U, h, c, gates, dh)), dc)
+    f = pytensor.function([dc], grads)
+    np.testing.assert_array_equal(f(np.zeros((0, 0, 0), dtype))[1], zero[1])
+    with pytest.raises(ValueError, match="do not fit"):
+        f(np.zeros((11, B, 5), dtype))
+
+
 def test_second_derivatives_are_refused():
     x, mask, W, U, b = symbols("float64")
     cost = fused_lstm.lstm(x, mask, W, U, b).sum()
