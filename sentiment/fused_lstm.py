@@ -1438,47 +1438,77 @@ embedding = Embedding()
 # as PyTensor's Sum does, then cast; the gradient as (g / n) * mask.
 # ---------------------------------------------------------------------------
 @numba.njit(**_jit)
-def _masked_mean(h, mask, out):
-    # h: (T, B, D), mask: (T, B) -> out: (B, D). Step by step, reading h in
-    # its order; each (b, d) is summed over the steps in their order.
-    n_steps, n_samples, dim = h.shape
-    acc = np.zeros((n_samples, dim), dtype=np.float64)
-    count = np.zeros(n_samples, dtype=np.float64)
+def _masked_mean(h, mask, out, lo, hi):
+    # h: (T, B, D), mask: (T, B) -> out[lo:hi]: (hi - lo, D), for the rows
+    # lo:hi. Step by step, reading h in its order; each (b, d) is summed over
+    # the steps in their order.
+    n_steps, dim = h.shape[0], h.shape[2]
+    acc = np.zeros((hi - lo, dim), dtype=np.float64)
+    count = np.zeros(hi - lo, dtype=np.float64)
     for t in range(n_steps):
-        for b in range(n_samples):
+        for b in range(lo, hi):
             m = mask[t, b]
-            count[b] += m
-            h_tb, acc_b = h[t, b], acc[b]
+            count[b - lo] += m
+            h_tb, acc_b = h[t, b], acc[b - lo]
             for d in range(dim):
                 acc_b[d] += h_tb[d] * m
     n = np.empty(1, dtype=out.dtype)  # the count, in out's type
-    for b in range(n_samples):
-        n[0] = count[b]
+    for b in range(lo, hi):
+        n[0] = count[b - lo]
         for d in range(dim):
-            out[b, d] = acc[b, d]  # cast first, then divide in out's type
+            out[b, d] = acc[b - lo, d]  # cast first, then divide in out's type
             out[b, d] = out[b, d] / n[0]
 
 
 @numba.njit(**_jit)
-def _masked_mean_grad(g, mask, dh):
+def _masked_mean_start(flags, count, value, *args):
+    # _masked_mean(*args), once the helpers are told (sentiment.handoff).
+    handoff.signal(flags, count, value)
+    _masked_mean(*args)
+
+
+@numba.njit(**_jit)
+def _masked_mean_grad(g, mask, dh, lo, hi):
     # g: (B, D), mask: (T, B) -> dh: (T, B, D) = (g / n)[None] * mask[:, :, None],
-    # written step by step, in dh's order.
-    n_steps, n_samples, dim = dh.shape
-    q = np.empty((n_samples, dim), dtype=g.dtype)
+    # for the rows lo:hi, written step by step, in dh's order.
+    n_steps, dim = dh.shape[0], dh.shape[2]
+    q = np.empty((hi - lo, dim), dtype=g.dtype)
     n = np.empty(1, dtype=g.dtype)
-    for b in range(n_samples):
+    for b in range(lo, hi):
         count = 0.0
         for t in range(n_steps):
             count += mask[t, b]
         n[0] = count
         for d in range(dim):
-            q[b, d] = g[b, d] / n[0]
+            q[b - lo, d] = g[b, d] / n[0]
     for t in range(n_steps):
-        for b in range(n_samples):
+        for b in range(lo, hi):
             m = mask[t, b]
-            dh_tb, q_b = dh[t, b], q[b]
+            dh_tb, q_b = dh[t, b], q[b - lo]
             for d in range(dim):
                 dh_tb[d] = q_b[d] * m
+
+
+@numba.njit(**_jit)
+def _masked_mean_grad_start(flags, count, value, *args):
+    # _masked_mean_grad(*args), once the helpers are told (sentiment.handoff).
+    handoff.signal(flags, count, value)
+    _masked_mean_grad(*args)
+
+
+MIN_THREAD_FLOATS = 1 << 19  # floats (2 MB in float32) from which a pass over
+# a (T, B, D) array is shared out to threads, by blocks of rows
+
+
+def _by_rows(kernel, start, args, n_rows, n_floats):
+    """``kernel(*args, lo, hi)`` over the rows ``0:n_rows``: in blocks, one a
+    thread, when the pass reads or writes ``n_floats`` floats or more."""
+    n = 1 if n_floats < MIN_THREAD_FLOATS or _BLAS_THREADS is None else min(threads, n_rows)
+    blocks = _blocks(n_rows, max(1, n))
+    if len(blocks) == 1:
+        kernel(*args, 0, n_rows)
+    else:
+        _in_threads(kernel, [args + block for block in blocks], start)
 
 
 class MaskedMean(Op):
@@ -1500,7 +1530,8 @@ class MaskedMean(Op):
         if mask.shape != h.shape[:2]:
             raise ValueError("masked mean: h %s and mask %s do not fit" % (h.shape, mask.shape))
         out = np.empty((h.shape[1], h.shape[2]), dtype=h.dtype)
-        _masked_mean(h, mask, out)
+        setup()
+        _by_rows(_masked_mean, _masked_mean_start, (h, mask, out), h.shape[1], h.size)
         output_storage[0][0] = out
 
     def infer_shape(self, fgraph, node, shapes):
@@ -1528,7 +1559,9 @@ class MaskedMeanGrad(_Terminal):
             raise ValueError("masked mean gradient: g %s, mask %s and h %s do not fit"
                              % (g.shape, mask.shape, h.shape))
         dh = _pool.empty(h.shape, h.dtype)
-        _masked_mean_grad(np.ascontiguousarray(g), np.ascontiguousarray(mask), dh)
+        setup()
+        _by_rows(_masked_mean_grad, _masked_mean_grad_start,
+                 (np.ascontiguousarray(g), np.ascontiguousarray(mask), dh), h.shape[1], h.size)
         output_storage[0][0] = dh
 
     def infer_shape(self, fgraph, node, shapes):

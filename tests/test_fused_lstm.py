@@ -531,6 +531,37 @@ def test_masked_mean_and_gradient_match_pytensor(dtype):
         grad(wv[:3], mv, hv)
 
 
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_masked_mean_in_threads_gives_one_threads_bits(monkeypatch, n_threads):
+    """MaskedMean and its gradient shared out by blocks of rows: the same bits."""
+    if fused_lstm._BLAS_THREADS is None:
+        pytest.skip("NumPy's OpenBLAS not found: one thread only")
+    rng = np.random.default_rng(17)
+    h = rng.standard_normal((13, 19, 6)).astype(config.floatX)
+    mask = (rng.random((13, 19)) < 0.7).astype(config.floatX)
+    mask[0] = 1
+    g = rng.standard_normal((19, 6)).astype(config.floatX)
+
+    def run():
+        outs = [[None], [None]]
+        fused_lstm.MaskedMean().perform(None, [h, mask], [outs[0]])
+        fused_lstm.MaskedMeanGrad().perform(None, [g, mask, h], [outs[1]])
+        return [np.array(out[0]) for out in outs]
+
+    monkeypatch.setattr(fused_lstm, "threads", 1)
+    want = run()
+    monkeypatch.setattr(fused_lstm, "threads", n_threads)
+    monkeypatch.setattr(fused_lstm, "MIN_THREAD_FLOATS", 0)
+    calls = []
+    real = fused_lstm._in_threads
+    monkeypatch.setattr(fused_lstm, "_in_threads",
+                        lambda fn, calls_, start=None: (calls.append(len(calls_)),
+                                                        real(fn, calls_, start)))
+    for name, one, other in zip(["mean", "gradient"], want, run()):
+        np.testing.assert_array_equal(other, one, err_msg=name)
+    assert calls == [n_threads, n_threads]
+
+
 def test_recycled_buffers_are_never_shared_while_in_use():
     """The pool lends a buffer again only once nothing refers to it."""
     pool = fused_lstm._Pool()
