@@ -96,7 +96,7 @@ def test_every_schedule_of_the_prediction_kernel_gives_the_same_bits(monkeypatch
     x = E[ids]
     h, _, _ = fused_lstm.lstm_forward_arrays(x, mask, W, U, b)
     pooled = np.empty((B, D), "float32")
-    fused_lstm._masked_mean(h, mask, pooled)
+    fused_lstm._masked_mean(h, mask, pooled, 0, B)
     got_h, got_pooled = fused_lstm.lstm_predict_arrays(x, mask, W, U, b, pool=True)
     np.testing.assert_array_equal(bits(got_h), bits(h))
     np.testing.assert_array_equal(bits(got_pooled), bits(pooled))
@@ -110,7 +110,7 @@ def test_every_schedule_of_the_prediction_kernel_gives_the_same_bits(monkeypatch
             if step == "one more word":
                 ids[-1, 0] = (ids.max() + 1) % len(E)
                 h, _, _ = fused_lstm.lstm_forward_arrays(E[ids], mask, W, U, b)
-                fused_lstm._masked_mean(h, mask, pooled)
+                fused_lstm._masked_mean(h, mask, pooled, 0, B)
             new = len(np.unique(ids)) if step == "new weights" else int(step != "kept rows")
             table, fill, stale = rows.update(E, ids, W, b)
             assert (fill is not None) == (4 * new > ids.size), step
