@@ -484,6 +484,7 @@ def _forward_rows(x, ids, table, fill, mask, W, b, U, kernel, h_out, c_out, gate
     acc = np.zeros((rows, dim), dtype=np.float64)
     count = np.zeros(rows, dtype=np.float64)
     from_table = table.shape[0] > 0 and fill.shape[0] == 0
+    keep_h, keep_c = h_out.shape[0] > 0, c_out.shape[0] > 0
     for t0 in range(0, n_steps, chunk):
         t1 = min(n_steps, t0 + chunk)
         for t in range(t0, t1):
@@ -499,24 +500,26 @@ def _forward_rows(x, ids, table, fill, mask, W, b, U, kernel, h_out, c_out, gate
                     for k in range(dim4):
                         row[k] = xw_tr[k]
         for t in range(t0, t1):
+            # The states: in the outputs when they are kept (no copy), else
+            # in h and c by turns (h[1], c[1] stay zeros when never written).
             prev, cur = (t + 1) % 2, t % 2
+            h_prev = h_out[t - 1, lo:hi] if keep_h and t > 0 else h[prev]
+            c_prev = c_out[t - 1, lo:hi] if keep_c and t > 0 else c[prev]
+            h_cur = h_out[t, lo:hi] if keep_h else h[cur]
+            c_cur = c_out[t, lo:hi] if keep_c else c[cur]
             if t > 0:
-                _nn_gemm(h[prev], U, preact, kernel, tmp)
+                _nn_gemm(h_prev, U, preact, kernel, tmp)
             for r in range(rows):
                 m = mask[t, lo + r]
                 g_r = gates_out[t, lo + r] if gates_out.shape[0] > 0 else gates[r]
                 x_r = table[ids[t, lo + r]] if from_table else xw[t - t0, r]
-                _cell(m, x_r, preact[r], g_r, c[prev, r], h[prev, r],
-                      c[cur, r], h[cur, r], dim, one, half)
+                _cell(m, x_r, preact[r], g_r, c_prev[r], h_prev[r], c_cur[r], h_cur[r],
+                      dim, one, half)
                 if pooled.shape[0] > 0:
                     count[r] += m
-                    h_r, acc_r = h[cur, r], acc[r]
+                    h_r, acc_r = h_cur[r], acc[r]
                     for d in range(dim):
                         acc_r[d] += h_r[d] * m
-            if h_out.shape[0] > 0:
-                h_out[t, lo:hi] = h[cur]
-            if c_out.shape[0] > 0:
-                c_out[t, lo:hi] = c[cur]
     if pooled.shape[0] > 0:
         n = np.empty(1, dtype=pooled.dtype)
         for r in range(rows):
