@@ -20,10 +20,8 @@ just after an update it computes them again, the cost of a prediction on new
 weights ("new w.").
 
 The FLOP bound is the time the update's six large matrix products
-(48 T B dim^2 FLOP) take at the float32 GEMM rate measured here in the same
-run (NumPy, a 2048^3 product, best of five): before the first shape and again
-after each shape's timing, the higher rate of the two (a busy host can halve
-one measurement; the higher rate gives the shorter bound).
+(48 T B dim^2 FLOP) take at the float32 GEMM rate measured side by side with
+the timed calls (NumPy, two 2048^3 products in each round; their median).
 
     pip install -r benchmarks/requirements.txt      # PyTorch 2.13 CPU, benchmark only
     python benchmarks/bench_lstm.py
@@ -35,6 +33,7 @@ medians come from ``--repeats`` calls per measure in ``--rounds`` bursts; the
 middle half of the update's calls is printed too, to show the machine's noise.
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -161,14 +160,21 @@ class Torch:
                 "U": self.out.weight.detach().numpy().T, "b": self.out.bias.detach().numpy()}
 
 
-def gemm_gflops(n=2048, repeats=5):
-    """float32 GEMM rate of this machine (NumPy's BLAS, all its threads), GFLOP/s."""
+@functools.lru_cache(maxsize=1)
+def _gemm_inputs(n):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype="float32")
     b = rng.standard_normal((n, n), dtype="float32")
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
+    a @ b  # (warm-up)
+    return a, b
+
+
+def gemm_gflops(n=2048, repeats=5, best=True):
+    """float32 GEMM rate of this machine (NumPy's BLAS, all its threads), GFLOP/s:
+    of the fastest of ``repeats`` products, or of each (``best=False``)."""
+    a, b = _gemm_inputs(n)
+    rates = [2 * n ** 3 / _timed(lambda: a @ b) / 1e9 for _ in range(repeats)]
+    return max(rates) if best else rates
 
 
 def _timed(fn):
@@ -200,6 +206,8 @@ def check_agreement(runners, T, B):
 
 
 PREDICT_BATCHES = 8  # predictions cycle through this many batches of other words
+OPENBLAS_SETTLE_S = 0.5  # after NumPy's GEMM, OpenBLAS's idle threads spin for a while
+# (about 0.1 s) and would take a core from the calls timed next
 
 
 def measure(runners, T, B, repeats, rounds):
@@ -214,8 +222,11 @@ def measure(runners, T, B, repeats, rounds):
         for xb, mb in batches:
             r.predict(xb, mb)
     times = {r.name: {"update": [], "predict": [], "predict_new": []} for r in runners}
+    gemm = []  # GFLOP/s, side by side with the timed calls
     per_round = max(1, repeats // rounds)
     for _ in range(rounds):
+        gemm += gemm_gflops(repeats=2, best=False)
+        time.sleep(OPENBLAS_SETTLE_S)
         for r in runners:
             t = times[r.name]
             for _ in range(per_round):
@@ -233,7 +244,7 @@ def measure(runners, T, B, repeats, rounds):
                for name, t in times.items()}
     quartiles = {name: [1000 * float(q) for q in np.percentile(t["update"], [25, 75])]
                  for name, t in times.items()}
-    return medians, quartiles
+    return medians, quartiles, gemm
 
 
 def build_parser():
@@ -258,21 +269,21 @@ def build_parser():
     return p
 
 
-def bench_shape(T, B, args, gflops):
+def bench_shape(T, B, args, start_gflops):
     """Check and time every implementation and PyTorch on one shape; its JSON record."""
     print("\nT=%d, B=%d" % (T, B))
     params = lstm.init_params(Config(dim_proj=DIM, n_words=N_WORDS, ydim=YDIM),
                               np.random.default_rng(0))
     runners = [Project(impl, params) for impl in args.impls] + [Torch(params)]
     check_agreement(runners, T, B)
-    ms, quartiles = measure(runners, T, B, args.repeats, args.rounds)
-    # The GEMM rate again, right after the timing: a rate measured while the
-    # host took a core (half of it, at times) would put the bound too high.
-    # The higher of the two rates makes the bound the shorter one.
-    again = gemm_gflops()
-    print("  NumPy GEMM %.0f GFLOP/s after the timing (%.0f before the first shape)"
-          % (again, gflops))
-    gflops = max(gflops, again)
+    ms, quartiles, gemm = measure(runners, T, B, args.repeats, args.rounds)
+    # The bound at the GEMM rate measured side by side with the timed calls
+    # (two products a round; their median, as the calls' medians): a busy
+    # host slows both alike, where one measurement before the run could
+    # catch the host quiet, or busy (half the rate, at times).
+    gflops = float(np.median(gemm))
+    print("  NumPy GEMM in the rounds: median %.0f GFLOP/s (%.0f-%.0f); %.0f before the "
+          "first shape, best of five" % (gflops, min(gemm), max(gemm), start_gflops))
     bound = 48 * T * B * DIM ** 2 / (gflops * 1e9) * 1000
     torch_ms = ms["pytorch"]
     print("  %-16s %9s %9s %9s %9s %9s %9s %9s" % (
@@ -298,7 +309,7 @@ def bench_shape(T, B, args, gflops):
                 project_predict_new_ms=main_ms["predict_new"],
                 pytorch_predict_new_ms=torch_ms["predict_new"],
                 predict_new_ratio=torch_ms["predict_new"] / main_ms["predict_new"],
-                flop_bound_ms=bound, gemm_gflops=gflops,
+                flop_bound_ms=bound, gemm_gflops=gflops, gemm_gflops_rounds=gemm,
                 all_ms=ms, update_quartiles_ms=quartiles)
 
 
@@ -328,7 +339,7 @@ def main(argv=None):
             json.dump(dict(shapes=shapes,
                            flop_bound_ms={"%dx%d" % (s["T"], s["B"]): s["flop_bound_ms"]
                                           for s in shapes},
-                           gemm_gflops=max([gflops] + [s["gemm_gflops"] for s in shapes]),
+                           gemm_gflops=gflops,
                            torch_threads=torch.get_num_threads(),
                            torch_onednn=bool(torch.backends.mkldnn.enabled),
                            fused_gemm=fused_lstm.gemm_kernel, machine=cpu_info(),
