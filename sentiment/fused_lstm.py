@@ -10,12 +10,14 @@ whole sequence in a Numba kernel (``--lstm-impl fused``, the default):
 
 - :class:`LSTMForward` ``(x, mask, W, U, b) -> (h, c, gates)``: the input
   projection ``x W + b`` a chunk of steps at a time, then per step one GEMM
-  ``h_{t-1} U`` (the small kernel of ``fused_lstm_gemm.c``) and short
-  vectorised loops for the gates and states; it keeps the gate activations
-  for the backward pass.
+  ``h_{t-1} U`` (the small kernel of ``fused_lstm_gemm.c``) and, for each
+  review, one vectorised loop for the four gates and one for the states; it
+  keeps the gate activations for the backward pass.
 - :class:`LSTMBackward` ``(x, mask, W, U, h, c, gates, dh, dc) -> (dx, dW,
-  dU, db)``: per step one GEMM ``dz_t U^T`` (``U^T`` packed once); ``dx``,
-  ``dW``, ``dU`` and ``db`` as large GEMMs over chunks of steps.
+  dU, db)``: per step one vectorised loop per review for the gates'
+  derivatives and one GEMM ``dz_t U^T`` (``U^T`` packed once); ``dx``,
+  ``dW``, ``dU`` and ``db`` as large GEMMs over chunks of steps. An empty
+  ``dc`` stands for zeros (the cost of the tutorial's model uses ``h`` only).
 
 From 8 reviews per thread the batch's rows are shared out between threads;
 a smaller batch runs the recurrence in this thread while a helper thread
