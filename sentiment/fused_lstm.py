@@ -542,7 +542,8 @@ def _forward_rows_start(flags, count, value, *args):
 def _backward(mask, U, Utp, h, c, gates, dh_out, dc_out, dxw, dh_next, dc_next, t0, t1, lo, hi):
     # Utp: U^T packed, or empty.
     # dh_out, dc_out: (T, B, D), the cost's gradient with respect to each
-    # step's h and c (dc_out empty: zeros, as when the cost does not use c); dxw: (T, B, 4D) is written, the gradient of the
+    # step's h and c (dc_out empty: zeros, as when the cost does not use c);
+    # dxw: (T, B, 4D) is written, the gradient of the
     # pre-activations (= of xw), for the steps t1 - 1 down to t0 and the
     # batch's rows lo:hi. dh_next, dc_next: (B, D), the gradient flowing from
     # step t1 into step t1 - 1 (zeros at the end of the sequence), updated in
