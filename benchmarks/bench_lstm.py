@@ -169,12 +169,16 @@ def _gemm_inputs(n):
     return a, b
 
 
-def gemm_gflops(n=2048, repeats=5, best=True):
-    """float32 GEMM rate of this machine (NumPy's BLAS, all its threads), GFLOP/s:
-    of the fastest of ``repeats`` products, or of each (``best=False``)."""
+def gemm_rates(n=2048, repeats=5):
+    """float32 GEMM rate of this machine (NumPy's BLAS, all its threads), GFLOP/s,
+    of each of ``repeats`` products of two ``n x n`` matrices."""
     a, b = _gemm_inputs(n)
-    rates = [2 * n ** 3 / _timed(lambda: a @ b) / 1e9 for _ in range(repeats)]
-    return max(rates) if best else rates
+    return [2 * n ** 3 / _timed(lambda: a @ b) / 1e9 for _ in range(repeats)]
+
+
+def gemm_gflops(n=2048, repeats=5):
+    """The fastest of :func:`gemm_rates`."""
+    return max(gemm_rates(n, repeats))
 
 
 def _timed(fn):
@@ -225,7 +229,7 @@ def measure(runners, T, B, repeats, rounds):
     gemm = []  # GFLOP/s, side by side with the timed calls
     per_round = max(1, repeats // rounds)
     for _ in range(rounds):
-        gemm += gemm_gflops(repeats=2, best=False)
+        gemm += gemm_rates(repeats=2)
         time.sleep(OPENBLAS_SETTLE_S)
         for r in runners:
             t = times[r.name]

@@ -190,14 +190,9 @@ MIN_THREAD_ROWS = 512  # rows used per thread from which the rows are shared out
 
 def _in_blocks(kernel, start, args, n_words, n_used):
     """``kernel(*args, lo, hi)`` over the rows ``0:n_words`` in blocks, one a
-    thread, when ``n_used`` rows are worth it (each row's arithmetic is the
-    same in any block); ``start``: the kernel's start function."""
-    n = max(1, min(fl.threads, n_used // MIN_THREAD_ROWS))
-    blocks = fl._blocks(n_words, n)
-    if len(blocks) == 1:
-        kernel(*args, 0, n_words)
-    else:
-        fl._in_threads(kernel, [args + block for block in blocks], start)
+    thread, when ``n_used`` rows are worth it; ``start``: the kernel's start
+    function."""
+    fl.in_blocks(kernel, start, args, n_words, n_used // MIN_THREAD_ROWS)
 
 
 # ---------------------------------------------------------------------------

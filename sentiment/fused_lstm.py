@@ -552,9 +552,9 @@ def _backward(mask, U, Utp, h, c, gates, dh_out, dc_out, dxw, dh_next, dc_next, 
     rows = hi - lo
     one = np.ones(1, dtype=h.dtype)[0]
     zeros = np.zeros((rows, dim), dtype=h.dtype)
+    no_dc = dc_out.shape[0] == 0
     for t in range(t1 - 1, t0 - 1, -1):
         c_prev = zeros if t == 0 else c[t - 1, lo:hi]
-        no_dc = dc_out.shape[0] == 0
         for r in range(rows):
             # One loop over the row's units: the compiler vectorises it (the
             # arrays are distinct rows), and each element's arithmetic is
@@ -1509,10 +1509,18 @@ MIN_THREAD_FLOATS = 1 << 19  # floats (2 MB in float32) from which a pass over
 def _by_rows(kernel, start, args, n_rows, n_floats):
     """``kernel(*args, lo, hi)`` over the rows ``0:n_rows``: in blocks, one a
     thread, when the pass reads or writes ``n_floats`` floats or more."""
-    n = 1 if n_floats < MIN_THREAD_FLOATS or _BLAS_THREADS is None else min(threads, n_rows)
-    blocks = _blocks(n_rows, max(1, n))
-    if len(blocks) == 1:
-        kernel(*args, 0, n_rows)
+    many = n_floats >= MIN_THREAD_FLOATS and _BLAS_THREADS is not None
+    in_blocks(kernel, start, args, n_rows, threads if many else 1)
+
+
+def in_blocks(kernel, start, args, size, n):
+    """``kernel(*args, lo, hi)`` over ``range(size)`` cut into at most ``n``
+    blocks, one a thread (this one takes the first; ``start``: the kernel's
+    start function), for kernels whose every element's arithmetic is the
+    same in any block."""
+    blocks = _blocks(size, max(1, min(n, threads, size)))
+    if len(blocks) <= 1:
+        kernel(*args, 0, size)
     else:
         _in_threads(kernel, [args + block for block in blocks], start)
 
