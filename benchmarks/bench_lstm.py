@@ -335,7 +335,7 @@ def main(argv=None):
              os.environ.get("OPENBLAS_NUM_THREADS", "unset"), torch.__version__,
              torch.get_num_threads(), "on" if torch.backends.mkldnn.enabled else "off", gflops))
     fused_lstm.setup()
-    print("Fused LSTM's per-step GEMM: %s" % fused_lstm.gemm_kernel)
+    print("Fused LSTM's GEMMs: %s" % fused_lstm.gemm_kernel)
     print(describe())
     shapes = [bench_shape(T, B, args, gflops) for T, B in args.shapes]
     if args.json:

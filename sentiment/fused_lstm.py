@@ -256,9 +256,12 @@ def _load_packed_gemm():
     global _TN_GEMM, _NN_GEMM
     _TN_GEMM = ctypes.cast(lib.fl_sgemm_tn, ctypes.c_void_p).value
     _NN_GEMM = ctypes.cast(lib.fl_sgemm_nn, ctypes.c_void_p).value
-    return ctypes.cast(lib.fl_sgemm_packed, ctypes.c_void_p).value, "packed AVX2 kernel"
+    tiles = "AVX-512" if lib.fl_vector_bits() == 512 else "AVX2"
+    return (ctypes.cast(lib.fl_sgemm_packed, ctypes.c_void_p).value,
+            "%s: packed kernel, %s tiles" % (PACKED_KERNEL, tiles))
 
 
+PACKED_KERNEL = "fused_lstm_gemm.c"  # how gemm_kernel starts when the C kernel is used
 _PACKED_GEMM = None  # the address of fl_sgemm_packed, or None: set by setup()
 _TN_GEMM = None  # the address of fl_sgemm_tn (loaded with fl_sgemm_packed)
 _NN_GEMM = None  # the address of fl_sgemm_nn (likewise)

@@ -138,6 +138,12 @@ fl_use_avx512(void)
     return fl_avx512;
 }
 
+/* The vector width the kernels use here: 512 or 256 bits. */
+int fl_vector_bits(void)
+{
+    return fl_use_avx512() ? 512 : 256;
+}
+
 static inline __attribute__((always_inline)) FL_TARGET512 void
 fl_tile512(const int m, long K, const float *A, long sa, long sk, const float *b0p,
            const float *b1p, long ldb, float *C, long ldc, int accumulate)

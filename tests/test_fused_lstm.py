@@ -1,5 +1,6 @@
 """The fused LSTM Ops compute the tutorial's scan: outputs and gradients."""
 import dataclasses
+import os
 import shutil
 
 import numpy as np
@@ -210,13 +211,13 @@ def test_blas_is_found_here():
     assert set(fused_lstm._CBLAS) == {"float32", "float64"}
 
 
-def _cpu_has_avx2_fma():
+def _cpu_has(*names):
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read().split()
     except OSError:
         return False
-    return "avx2" in flags and "fma" in flags
+    return all(name in flags for name in names)
 
 
 needs_packed = pytest.mark.skipif(fused_lstm._PACKED_GEMM is None,
@@ -226,9 +227,12 @@ needs_packed = pytest.mark.skipif(fused_lstm._PACKED_GEMM is None,
 def test_packed_gemm_is_used_here():
     """With a C compiler and an AVX2 + FMA CPU, the kernels use the packed GEMM
     (a failed build would otherwise fall back to the BLAS unnoticed)."""
-    if not (shutil.which("cc") or shutil.which("gcc")) or not _cpu_has_avx2_fma():
+    if not (shutil.which("cc") or shutil.which("gcc")) or not _cpu_has("avx2", "fma"):
         pytest.skip("needs a C compiler and a CPU with AVX2 and FMA")
-    assert fused_lstm.gemm_kernel == "packed AVX2 kernel"
+    assert fused_lstm.gemm_kernel.startswith(fused_lstm.PACKED_KERNEL)
+    assert fused_lstm.gemm_kernel.endswith(
+        "AVX-512 tiles" if os.environ.get("FUSED_LSTM_AVX512") != "0" and _cpu_has("avx512f")
+        else "AVX2 tiles")
 
 
 def test_packed_layout():
