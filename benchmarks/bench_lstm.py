@@ -30,9 +30,10 @@ the timed calls (NumPy, two 2048^3 products in each round; their median).
 Run it on a quiet machine: a second busy process on 2 cores makes timings
 meaningless. When NumPy's GEMM ran, in a shape's rounds, at under 80 % of its
 best rate of the run, the benchmark says so: on a shared host, other guests
-can take the cores' arithmetic for seconds at a time. Ratios above 1 mean the project is faster than PyTorch. The
-medians come from ``--repeats`` calls per measure in ``--rounds`` bursts; the
-middle half of the update's calls is printed too, to show the machine's noise.
+can take the cores' arithmetic for seconds at a time. Ratios above 1 mean the
+project is faster than PyTorch. The medians come from ``--repeats`` calls per
+measure in ``--rounds`` bursts; the middle half of the update's calls is
+printed too, to show the machine's noise.
 """
 import argparse
 import functools
