@@ -28,12 +28,11 @@ the timed calls (NumPy, two 2048^3 products in each round; their median).
     python benchmarks/bench_lstm.py --shapes 100x16 --impls fused --json out.json
 
 Run it on a quiet machine: a second busy process on 2 cores makes timings
-meaningless. When NumPy's GEMM ran, in a shape's rounds, at under 80 % of its
-best rate of the run, the benchmark says so: on a shared host, other guests
-can take the cores' arithmetic for seconds at a time. Ratios above 1 mean the
-project is faster than PyTorch. The medians come from ``--repeats`` calls per
-measure in ``--rounds`` bursts; the middle half of the update's calls is
-printed too, to show the machine's noise.
+meaningless (on a shared host, other guests can take the cores' arithmetic for
+seconds at a time: the GEMM rate measured in the rounds shows it). Ratios above
+1 mean the project is faster than PyTorch. The medians come from ``--repeats``
+calls per measure in ``--rounds`` bursts; the middle half of the update's calls
+is printed too, to show the machine's noise.
 """
 import argparse
 import functools
@@ -213,7 +212,6 @@ def check_agreement(runners, T, B):
 
 
 PREDICT_BATCHES = 8  # predictions cycle through this many batches of other words
-BUSY_GEMM = 0.8  # a shape's median GEMM rate under this fraction of the run's best: a busy host
 OPENBLAS_SETTLE_S = 0.5  # after NumPy's GEMM, OpenBLAS's idle threads spin for a while
 # (about 0.1 s) and would take a core from the calls timed next
 
@@ -292,11 +290,6 @@ def bench_shape(T, B, args, start_gflops):
     gflops = float(np.median(gemm))
     print("  NumPy GEMM in the rounds: median %.0f GFLOP/s (%.0f-%.0f); %.0f before the "
           "first shape, best of five" % (gflops, min(gemm), max(gemm), start_gflops))
-    busy = gflops < BUSY_GEMM * max(start_gflops, max(gemm))
-    if busy:
-        print("  (a busy host: the GEMM's median rate in these rounds is under %d%% of its best "
-              "in this run; work that runs near the cores' peak, as the project's does, slows "
-              "more than PyTorch's: see docs/speed.md)" % (100 * BUSY_GEMM))
     bound = 48 * T * B * DIM ** 2 / (gflops * 1e9) * 1000
     torch_ms = ms["pytorch"]
     print("  %-16s %9s %9s %9s %9s %9s %9s %9s" % (
@@ -322,7 +315,7 @@ def bench_shape(T, B, args, start_gflops):
                 project_predict_new_ms=main_ms["predict_new"],
                 pytorch_predict_new_ms=torch_ms["predict_new"],
                 predict_new_ratio=torch_ms["predict_new"] / main_ms["predict_new"],
-                flop_bound_ms=bound, gemm_gflops=gflops, gemm_gflops_rounds=gemm, busy_host=busy,
+                flop_bound_ms=bound, gemm_gflops=gflops, gemm_gflops_rounds=gemm,
                 all_ms=ms, update_quartiles_ms=quartiles)
 
 
