@@ -345,8 +345,7 @@ def main(argv=None):
             json.dump(dict(shapes=shapes,
                            flop_bound_ms={"%dx%d" % (s["T"], s["B"]): s["flop_bound_ms"]
                                           for s in shapes},
-                           gemm_gflops=gflops,
-                           torch_threads=torch.get_num_threads(),
+                           gemm_gflops=gflops, torch_threads=torch.get_num_threads(),
                            torch_onednn=bool(torch.backends.mkldnn.enabled),
                            fused_gemm=fused_lstm.gemm_kernel, machine=cpu_info(),
                            openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS")), f, indent=2)

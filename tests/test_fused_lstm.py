@@ -10,7 +10,7 @@ import lstm
 import pytensor
 import pytensor.tensor as pt
 from pytensor import config
-from sentiment import fused_lstm
+from sentiment import fused_lstm, machine
 
 fused_lstm.setup()  # the BLAS and the packed GEMM, which the tests below inspect
 
@@ -212,11 +212,7 @@ def test_blas_is_found_here():
 
 
 def _cpu_has(*names):
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read().split()
-    except OSError:
-        return False
+    flags = machine.cpu_info()["flags"]
     return all(name in flags for name in names)
 
 
