@@ -266,8 +266,12 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
             states.append(lstm_layer(tparams, h[::-1], mask[::-1], options.dim_proj,
                                      prefix=layer[1], impl=impl)[::-1])
         h = pt.concatenate(states, axis=2) if len(states) > 1 else states[0]
-    pooled = [mean_pool(h, mask, impl)] if options.pooling in ("mean", "meanmax") else []
-    pooled += variants.other_pooling(h, mask, options) + bag
+    # Each direction of the last layer pooled on its own, then joined: the
+    # values of pooling h (every unit's sum is its own), without copying
+    # every state into h first.
+    pooled = ([variants.joined([mean_pool(s, mask, impl) for s in states])]
+              if options.pooling in ("mean", "meanmax") else [])
+    pooled += variants.other_pooling(states, mask, options) + bag
     if taps is not None:  # what sentiment.explain splits a prediction over
         taps.update(states=h, emb=emb.reshape([n_timesteps, n_samples, options.emb_dim]))
     return pt.concatenate(pooled, axis=1) if len(pooled) > 1 else pooled[0]

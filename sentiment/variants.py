@@ -106,14 +106,17 @@ def max_pool(h, mask):
     return pt.where(mask[:, :, None] > 0, h, floor).max(axis=0)
 
 
-def last_pool(h, mask, bidirectional=False):
+def last_pool(states):
     """The state after the last real token: ``h[-1]``, as a padded step
-    carries the state over unchanged. The backward half of a bidirectional
-    layer ends at the first token: ``h[0]`` (after flipping back)."""
-    if not bidirectional:
-        return h[-1]
-    half = h.shape[2] // 2
-    return pt.concatenate([h[-1, :, :half], h[0, :, half:]], axis=1)
+    carries the state over unchanged. ``states``: each direction's ``h``; the
+    backward direction's ends at the first token: ``h[0]`` (after flipping
+    back)."""
+    return joined([h[-1] if k == 0 else h[0] for k, h in enumerate(states)])
+
+
+def joined(pooled):
+    """The pooled vectors ``(n_samples, units)`` side by side (one: itself)."""
+    return pt.concatenate(pooled, axis=1) if len(pooled) > 1 else pooled[0]
 
 
 def bigram_ids(x, mask, n_words, buckets):
@@ -148,13 +151,14 @@ def bag_of_embeddings(emb, mask, word_keep=None):
     return (emb * read[:, :, None]).sum(axis=0) / pt.maximum(read.sum(axis=0), 1)[:, None]
 
 
-def other_pooling(h, mask, options):
+def other_pooling(states, mask, options):
     """The pooled vectors besides the tutorial's mean: ``max`` (also the second
-    half of ``meanmax``) or ``last``; an empty list for ``mean``."""
+    half of ``meanmax``) or ``last``, of each direction's ``states``, joined;
+    an empty list for ``mean``."""
     if options.pooling == "last":
-        return [last_pool(h, mask, options.bidirectional)]
+        return [last_pool(states)]
     if options.pooling in ("max", "meanmax"):
-        return [max_pool(h, mask)]
+        return [joined([max_pool(h, mask) for h in states])]
     return []
 
 

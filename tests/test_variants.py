@@ -224,6 +224,38 @@ def test_last_pooling_is_the_last_real_token_never_padding():
         np.testing.assert_array_equal(last[j], h[len(seq) - 1, j])
 
 
+@pytest.mark.parametrize("pooling,impl", [(p, "fused") for p in ("mean", "max", "meanmax", "last")]
+                         + [("meanmax", "scan")])  # (the scan is slow to compile)
+def test_each_direction_pooled_apart_gives_the_bits_of_pooling_the_joined_states(pooling, impl):
+    """``encode_reviews`` pools each direction's states and joins the pooled
+    vectors: the same bits, and the same gradients, as pooling the states
+    joined into one ``h`` (``taps["states"]``), which it no longer copies."""
+    rng = np.random.default_rng(7)
+    o = variant_options(pooling=pooling, bidirectional=True, layers=2, lstm_impl=impl)
+    tparams = lstm.init_tparams(perturbed_params(o, rng))
+    x = pytensor.tensor.matrix("x", dtype="int64")
+    mask = pytensor.tensor.matrix("mask", dtype=config.floatX)
+    taps = {}
+    pooled = lstm.encode_reviews(tparams, o, x, mask, taps=taps)
+    h, half = taps["states"], o.dim_proj
+    parts = {"mean": [lstm.mean_pool(h, mask, impl)],
+             "max": [sentiment.variants.max_pool(h, mask)],
+             "meanmax": [lstm.mean_pool(h, mask, impl), sentiment.variants.max_pool(h, mask)],
+             "last": [pytensor.tensor.concatenate([h[-1, :, :half], h[0, :, half:]], axis=1)]}
+    joined = pytensor.tensor.concatenate(parts[pooling], axis=1)
+    weights = [tparams[k] for k in tparams if k.startswith("lstm")]
+    outputs = [pooled, joined]
+    for p in (pooled, joined):
+        outputs += pytensor.grad((p ** 2).sum(), weights)
+    f = pytensor.function([x, mask], outputs)
+    seqs = random_seqs(rng, [7, 2, 5, 9])
+    got = f(*imdb.prepare_data(seqs, [0] * 4)[:2])
+    n = len(weights)
+    np.testing.assert_array_equal(got[0], got[1])
+    for name, a, b in zip([k for k in tparams if k.startswith("lstm")], got[2:2 + n], got[2 + n:]):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 # -- pad_sequences ---------------------------------------------------------------
 @pytest.mark.parametrize("padding,truncating,want", [
     ("pre", "pre", [[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 0]]),
