@@ -274,7 +274,7 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     pooled += variants.other_pooling(states, mask, options) + bag
     if taps is not None:  # what sentiment.explain splits a prediction over
         taps.update(states=h, emb=emb.reshape([n_timesteps, n_samples, options.emb_dim]))
-    return pt.concatenate(pooled, axis=1) if len(pooled) > 1 else pooled[0]
+    return variants.joined(pooled)
 
 
 def build_model(tparams, options, dropout_rng=None):
