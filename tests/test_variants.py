@@ -243,7 +243,8 @@ def test_each_direction_pooled_apart_gives_the_bits_of_pooling_the_joined_states
              "meanmax": [lstm.mean_pool(h, mask, impl), sentiment.variants.max_pool(h, mask)],
              "last": [pytensor.tensor.concatenate([h[-1, :, :half], h[0, :, half:]], axis=1)]}
     joined = pytensor.tensor.concatenate(parts[pooling], axis=1)
-    weights = [tparams[k] for k in tparams if k.startswith("lstm")]
+    names = [k for k in tparams if k.startswith("lstm")]
+    weights = [tparams[k] for k in names]
     outputs = [pooled, joined]
     for p in (pooled, joined):
         outputs += pytensor.grad((p ** 2).sum(), weights)
@@ -252,7 +253,7 @@ def test_each_direction_pooled_apart_gives_the_bits_of_pooling_the_joined_states
     got = f(*imdb.prepare_data(seqs, [0] * 4)[:2])
     n = len(weights)
     np.testing.assert_array_equal(got[0], got[1])
-    for name, a, b in zip([k for k in tparams if k.startswith("lstm")], got[2:2 + n], got[2 + n:]):
+    for name, a, b in zip(names, got[2:2 + n], got[2 + n:]):
         np.testing.assert_array_equal(a, b, err_msg=name)
 
 
