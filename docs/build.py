@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the checkout, for sentiment.config
+from sentiment.config import model_paths  # noqa: E402
 
 
 def build_parser():
@@ -26,9 +28,9 @@ def build_parser():
 
 def missing(model):
     """A one-line reason the page cannot be built from ``model``, or None."""
-    stem = model[:-len(".npz")] if model.endswith(".npz") else model
-    for path, what in ((model, "model"), (stem + ".json", "options file"),
-                       (stem + ".log.jsonl", "training log")):
+    options_json, log_jsonl = model_paths(model)
+    for path, what in ((model, "model"), (options_json, "options file"),
+                       (log_jsonl, "training log")):
         if not os.path.isfile(path):
             return ("%s: no such %s (train the page's model first: python lstm.py, "
                     "or give --model)" % (path, what))

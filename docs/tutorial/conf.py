@@ -15,10 +15,8 @@ project = "LSTM Networks for Sentiment Analysis, in PyTensor"
 author = "the project's authors"
 extensions = ["myst_nb"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
-exclude_patterns = ["_build", "jupyter_execute"]
 html_theme = "furo"
 html_title = "LSTM Networks for Sentiment Analysis"
-html_static_path = []
 
 nb_execution_mode = "force"            # every build runs every cell
 nb_execution_timeout = 600             # a cell's limit in seconds (the whole test set takes ~20 s)
