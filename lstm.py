@@ -10,7 +10,7 @@ stopping on a validation split. ``python lstm.py`` does what the tutorial's
 This file reads like the tutorial's, in its order: helpers, parameters, the
 LSTM layer, the model, the optimizers, prediction, ``train_lstm``. What the
 tutorial did not have (the model's variants, Adam, checkpoints, the command
-line, ``predict`` and ``evaluate``) lives in the package ``sentiment/``.
+line, ``predict``, ``evaluate`` and ``inspect``) lives in the package ``sentiment/``.
 
 Axes: a minibatch ``x`` is ``(n_timesteps, n_samples)`` (time first), as the
 tutorial's ``prepare_data`` returns it.
@@ -34,7 +34,7 @@ import imdb
 import imdb_preprocess
 from sentiment import (cli, device, digests, embedding_rows, embeddings, fused_graph, fused_lstm,
                        variants)
-from sentiment import evaluate as evaluation, predict as prediction
+from sentiment import evaluate as evaluation, inspection, predict as prediction
 from sentiment.config import ADAMW_DECAY, Config, checkpoint_path
 from sentiment.errors import DataError, report
 from sentiment.files import read_npz
@@ -171,13 +171,15 @@ def init_params(options, rng):
 # ---------------------------------------------------------------------------
 # The model.
 # ---------------------------------------------------------------------------
-def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan"):
+def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan", gates=None):
     """The masked LSTM over a minibatch; returns all hidden states.
 
-    ``impl="scan"`` is the tutorial's formulation, the reference;
-    ``impl="fused"`` computes the same function with the fused Ops of
-    :mod:`sentiment.fused_lstm` (one pass over the sequence forward, one
-    backward).
+    ``impl="scan"`` is the tutorial's formulation, the reference: ``_step``
+    is one time step, each of its lines one of the LSTM's equations.
+    ``impl="fused"`` (what ``lstm.py`` trains with by default) computes the
+    same function with the fused Ops of :mod:`sentiment.fused_lstm`, one pass
+    over the sequence forward and one backward; the tests check its states
+    and gradients against this ``scan`` and against NumPy.
 
     Parameters
     ----------
@@ -186,6 +188,12 @@ def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan")
     mask : tensor, ``(n_timesteps, n_samples)``
         1 for a real token, 0 for padding. On a padded step the cell and
         hidden states are carried over unchanged.
+    gates : dict, optional
+        ``impl="scan"`` only: receives the input projection ``xw`` (``x W +
+        b``, ``(n_timesteps, n_samples, 4 dim_proj)``), the gates ``i``,
+        ``f``, ``o``, the cell state ``c`` and the hidden state ``h`` of
+        every step, each ``(n_timesteps, n_samples, dim_proj)`` (what
+        ``lstm.py inspect`` draws).
 
     Returns
     -------
@@ -197,32 +205,38 @@ def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan")
     def _slice(_x, n, dim):
         return _x[:, n * dim:(n + 1) * dim]
 
+    # start-snippet-1
     def _step(m_, x_, h_, c_):
-        # m_: (n_samples,), x_: (n_samples, 4 dim), h_, c_: (n_samples, dim)
-        preact = pt.dot(h_, U) + x_
-        i = pt.sigmoid(_slice(preact, 0, dim_proj))
-        f = pt.sigmoid(_slice(preact, 1, dim_proj))
-        o = pt.sigmoid(_slice(preact, 2, dim_proj))
-        c = pt.tanh(_slice(preact, 3, dim_proj))
+        # m_: (n_samples,), x_ = x_t W + b: (n_samples, 4 dim), h_, c_: (n_samples, dim)
+        preact = pt.dot(h_, U) + x_                      # z_t = x_t W + h_{t-1} U + b
+        i = pt.sigmoid(_slice(preact, 0, dim_proj))      # i_t = sigmoid(z_t[i])
+        f = pt.sigmoid(_slice(preact, 1, dim_proj))      # f_t = sigmoid(z_t[f])
+        o = pt.sigmoid(_slice(preact, 2, dim_proj))      # o_t = sigmoid(z_t[o])
+        c = pt.tanh(_slice(preact, 3, dim_proj))         # C~_t = tanh(z_t[c])
 
-        c = f * c_ + i * c
-        c = m_[:, None] * c + (1.0 - m_)[:, None] * c_
+        c = f * c_ + i * c                               # C_t = i_t C~_t + f_t C_{t-1}
+        c = m_[:, None] * c + (1.0 - m_)[:, None] * c_   # padding: C_t = C_{t-1}
 
-        h = o * pt.tanh(c)
-        h = m_[:, None] * h + (1.0 - m_)[:, None] * h_
-        return h, c
+        h = o * pt.tanh(c)                               # h_t = o_t tanh(C_t)
+        h = m_[:, None] * h + (1.0 - m_)[:, None] * h_   # padding: h_t = h_{t-1}
+        return h, c, i, f, o
+    # end-snippet-1
 
     W, b = tparams[_p(prefix, "W")], tparams[_p(prefix, "b")]
     if impl == "fused":  # the projection below is done inside, in step with the recurrence
         return fused_lstm.lstm(state_below, mask, W, U, b)
-    # The input projection of all steps at once: z = x W + b (+ h U per step).
+    # start-snippet-2
+    # The input projection of all steps at once: x_t W + b (h_{t-1} U is added per step).
     state_below = pt.dot(state_below, W) + b
     zeros = pt.zeros((n_samples, dim_proj), dtype=config.floatX)
-    h, c = pytensor.scan(_step,
-                         sequences=[mask, state_below],
-                         outputs_info=[zeros, zeros],
-                         name=_p(prefix, "layers"),
-                         return_updates=False)
+    h, c, i, f, o = pytensor.scan(_step,
+                                  sequences=[mask, state_below],
+                                  outputs_info=[zeros, zeros, None, None, None],
+                                  name=_p(prefix, "layers"),
+                                  return_updates=False)
+    # end-snippet-2
+    if gates is not None:
+        gates.update(xw=state_below, i=i, f=f, o=o, c=c, h=h)
     return h
 
 
@@ -243,7 +257,10 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     the time-flipped sequence; its states are flipped back and concatenated),
     other poolings and a bag of embeddings. ``word_keep`` (``(n_timesteps,
     n_samples)``, 0/1), when given, zeroes the dropped tokens' embeddings. A dict
-    ``taps`` receives the ``states`` before pooling and the embeddings ``emb``.
+    ``taps`` receives the ``states`` before pooling, the embeddings ``emb`` and,
+    with ``lstm_impl="scan"``, ``gates``: per LSTM (by prefix) what
+    :func:`lstm_layer` gives its ``gates`` (a backward LSTM's in the reversed
+    time order it reads).
     """
     n_timesteps, n_samples = x.shape[0], x.shape[1]
     impl = options.lstm_impl
@@ -260,11 +277,14 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     if options.conv_filters:
         h, mask = variants.conv_pool(tparams, h, mask, options.conv_width, options.pool,
                                      dot=fused_lstm.dot if impl == "fused" else pt.dot)
+    gates = taps.setdefault("gates", {}) if taps is not None else {}
     for layer in variants.lstm_prefixes(options):
-        states = [lstm_layer(tparams, h, mask, options.dim_proj, prefix=layer[0], impl=impl)]
+        states = [lstm_layer(tparams, h, mask, options.dim_proj, prefix=layer[0], impl=impl,
+                             gates=gates.setdefault(layer[0], {}))]
         if options.bidirectional:
             states.append(lstm_layer(tparams, h[::-1], mask[::-1], options.dim_proj,
-                                     prefix=layer[1], impl=impl)[::-1])
+                                     prefix=layer[1], impl=impl,
+                                     gates=gates.setdefault(layer[1], {}))[::-1])
         h = pt.concatenate(states, axis=2) if len(states) > 1 else states[0]
     # Each direction of the last layer pooled on its own, then joined: the
     # values of pooling h (every unit's sum is its own), without copying
@@ -743,8 +763,9 @@ def final_errors(trainer, model, data, out):
 
 
 # ---------------------------------------------------------------------------
-# A saved model: prediction on raw text (lstm.py predict) and evaluation
-# (lstm.py evaluate), in sentiment.predict and sentiment.evaluate.
+# A saved model: prediction on raw text (lstm.py predict), evaluation
+# (lstm.py evaluate) and its gates on a review (lstm.py inspect), in
+# sentiment.predict, sentiment.evaluate and sentiment.inspection.
 # ---------------------------------------------------------------------------
 def saved_model(model, options=None):
     """A saved model's options (from the JSON beside ``model`` unless given) and
@@ -786,6 +807,36 @@ def load_states(model, options):
                                               on_unused_input="ignore", name="f_states")
 
 
+def load_gates(model, options=None):
+    """A saved model compiled with ``--lstm-impl scan``, ``_step`` as written:
+    ``(options, params, f_gates)``. ``f_gates(x, mask)`` gives, in the order
+    the model computes them, ``(name, array)`` pairs: the embeddings ``emb``;
+    for each LSTM (by prefix, a backward one flipped back into the review's
+    order) ``<prefix>.xw`` and its gates ``<prefix>.i``, ``.f``, ``.o``,
+    ``.c``, ``.h`` (:func:`lstm_layer`'s ``gates``); the pooled vector
+    ``proj`` and the test-time class probabilities ``pred`` (``lstm.py inspect``)."""
+    options, params = saved_model(model, options)
+    options = dataclasses.replace(options, lstm_impl="scan")
+    tparams = init_tparams(params)
+    x, mask, taps = pt.matrix("x", dtype="int64"), pt.matrix("mask", dtype=config.floatX), {}
+    proj = encode_reviews(tparams, options, x, mask, taps=taps)
+    scale = numpy_floatX(0.5 if options.use_dropout else 1.0)  # build_model's test time
+    pred = pt.special.softmax(pt.dot(proj * scale, tparams["U"]) + tparams["b"], axis=-1)
+    names, outputs = ["emb"], [taps["emb"]]
+    for layer in variants.lstm_prefixes(options):
+        for direction, prefix in enumerate(layer):
+            for key in ("xw", "i", "f", "o", "c", "h"):
+                names.append("%s.%s" % (prefix, key))
+                outputs.append(taps["gates"][prefix][key][::-1] if direction
+                               else taps["gates"][prefix][key])
+    f = pytensor.function([x, mask], outputs + [proj, pred], name="f_gates",
+                          mode=fused_graph.compile_mode(options.mode), on_unused_input="ignore")
+
+    def f_gates(x_value, mask_value):
+        return list(zip(names + ["proj", "pred"], f(x_value, mask_value)))
+    return options, params, f_gates
+
+
 def predict(texts, model="lstm_model.npz", dictionary=None):
     """Classify raw texts with a saved model: one dict per text (``label``,
     ``name``, ``probability``, ``probs``; see :class:`sentiment.predict.Predictor`,
@@ -800,6 +851,13 @@ def explain(texts, model="lstm_model.npz", dictionary=None, label=None):
         model, load_states).explain(list(texts), label)
 
 
+def inspector(model="lstm_model.npz", dictionary=None):
+    """A saved model opened on reviews: every gate and state, the tensors' shapes,
+    the words that moved a prediction, and their figure
+    (:class:`sentiment.inspection.Inspector`, ``lstm.py inspect``)."""
+    return inspection.Inspector(model, load_model, load_states, load_gates, dictionary)
+
+
 def evaluate_model(model, dataset=None, split="test", batch_size=None):
     """Accuracy, confusion matrix and accuracy by review length of a saved model
     (or of a list of models, an ensemble): :func:`sentiment.evaluate.evaluate_model`."""
@@ -807,12 +865,14 @@ def evaluate_model(model, dataset=None, split="test", batch_size=None):
 
 
 def main(argv=None):
-    """``python lstm.py [predict|evaluate] ...``; returns the exit status."""
+    """``python lstm.py [predict|evaluate|inspect] ...``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["predict"]:
         return prediction.main(argv[1:], load_model, load_states)
     if argv[:1] == ["evaluate"]:
         return evaluation.main(argv[1:], load_model, load_states)
+    if argv[:1] == ["inspect"]:
+        return inspection.main(argv[1:], load_model, load_states, load_gates)
     try:
         parser, args = cli.parse_options(argv)
     except DataError as exc:

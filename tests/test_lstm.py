@@ -94,6 +94,61 @@ def test_lstm_layer_matches_numpy_step_by_step(lengths, rng):
         np.testing.assert_array_equal(got[n:, j], np.repeat(got[n - 1:n, j], T - n, 0))
 
 
+@pytest.mark.parametrize("lengths", [[6, 6, 6], [6, 3, 1]])
+def test_lstm_layer_gates_are_the_equations_of_step(lengths, rng):
+    """``gates`` (what ``lstm.py inspect`` draws) are _step's i, f, o, c, h,
+    each line of _step as its comment says, padding carrying c and h over."""
+    d, T = 4, max(lengths)
+    params = lstm.init_params(small_options(dim_proj=d), rng)
+    params["lstm_b"] = rng.standard_normal(4 * d).astype(config.floatX)
+    emb = pt.tensor3("emb", dtype=config.floatX)
+    mask = pt.matrix("mask", dtype=config.floatX)
+    gates = {}
+    h = lstm.lstm_layer(lstm.init_tparams(params), emb, mask, d, gates=gates)
+    f = pytensor.function([emb, mask], [h] + [gates[k] for k in "ifoch"])
+    e = rng.standard_normal((T, len(lengths), d)).astype(config.floatX)
+    m = (np.arange(T)[:, None] < np.array(lengths)).astype(config.floatX)
+    h_got, *got = f(e, m)
+    W, U, b = (params[k].astype("float64") for k in ("lstm_W", "lstm_U", "lstm_b"))
+    hp, cp = np.zeros((len(lengths), d)), np.zeros((len(lengths), d))
+    for t in range(T):
+        z = e[t] @ W + hp @ U + b
+        i, f_, o = sigmoid(z[:, :d]), sigmoid(z[:, d:2 * d]), sigmoid(z[:, 2 * d:3 * d])
+        c = f_ * cp + i * np.tanh(z[:, 3 * d:])
+        c = m[t][:, None] * c + (1 - m[t][:, None]) * cp
+        h_t = o * np.tanh(c)
+        h_t = m[t][:, None] * h_t + (1 - m[t][:, None]) * hp
+        for k, value in zip("ifoch", (i, f_, o, c, h_t)):
+            np.testing.assert_allclose(got["ifoch".index(k)][t], value, rtol=1e-5, atol=1e-6)
+        hp, cp = h_t, c
+    np.testing.assert_array_equal(h_got, got[4])
+
+
+@pytest.mark.parametrize("lengths", [[7, 7], [7, 4, 1, 2]])
+def test_fused_lstm_layer_computes_step_under_scan(lengths, rng):
+    """The default ``--lstm-impl fused`` is ``_step`` under ``scan``: the same
+    states and the same gradients (input, lstm_W, lstm_U, lstm_b), to float32
+    rounding (the fused Ops' tanh and sigmoid are within 3.3e-7)."""
+    d, T = 5, max(lengths)
+    params = lstm.init_params(small_options(dim_proj=d), rng)
+    params["lstm_b"] = rng.standard_normal(4 * d).astype(config.floatX)
+    tparams = lstm.init_tparams(params)
+    emb = pt.tensor3("emb", dtype=config.floatX)
+    mask = pt.matrix("mask", dtype=config.floatX)
+    weights = pt.tensor3("weights", dtype=config.floatX)
+    wrt = [emb] + [tparams[k] for k in ("lstm_W", "lstm_U", "lstm_b")]
+    outs = {}
+    for impl in ("scan", "fused"):
+        h = lstm.lstm_layer(tparams, emb, mask, d, impl=impl)
+        cost = (h * weights).sum()
+        outs[impl] = pytensor.function([emb, mask, weights], [h] + pytensor.grad(cost, wrt))
+    e = rng.standard_normal((T, len(lengths), d)).astype(config.floatX)
+    m = (np.arange(T)[:, None] < np.array(lengths)).astype(config.floatX)
+    w = rng.standard_normal((T, len(lengths), d)).astype(config.floatX)
+    for want, got in zip(outs["scan"](e, m, w), outs["fused"](e, m, w)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
+
+
 @pytest.mark.parametrize("impl", sentiment.config.LSTM_IMPLS)
 def test_mean_pool_uses_only_unmasked_steps(rng, impl):
     h = pt.tensor3("h", dtype=config.floatX)
