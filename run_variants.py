@@ -6,7 +6,8 @@
 versions, ``full``: the full-data run of the README's "Results on the full
 test set"), and each variant of ``lstm.py``
 (stacked, bidirectional, convolution + pooling, last/max pooling, a separate
-embedding size) on the tutorial's set-up with ``--max-epochs 30``. It writes to
+embedding size, 1 to 32 hidden units) on the tutorial's set-up with
+``--max-epochs 30``, and the tutorial itself so capped (``tutorial-30``). It writes to
 ``--out`` (default ``runs/variants``):
 
 - ``results.md`` / ``results.csv``: per run, its options (as ``lstm.py`` flags),
@@ -59,6 +60,11 @@ RUNS = {
     "pooling-last": ("tutorial", dict(pooling="last", **VARIANT_EPOCHS)),
     "pooling-max": ("tutorial", dict(pooling="max", **VARIANT_EPOCHS)),
     "dim-emb-64": ("tutorial", dict(dim_emb=64, **VARIANT_EPOCHS)),
+    # The tutorial itself and narrower LSTMs, capped as the variants are.
+    "tutorial-30": ("tutorial", dict(VARIANT_EPOCHS)),
+    "dim-proj-1": ("tutorial", dict(dim_proj=1, **VARIANT_EPOCHS)),
+    "dim-proj-8": ("tutorial", dict(dim_proj=8, **VARIANT_EPOCHS)),
+    "dim-proj-32": ("tutorial", dict(dim_proj=32, **VARIANT_EPOCHS)),
 }
 
 

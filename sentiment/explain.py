@@ -93,7 +93,7 @@ def pooled_slices(options):
 
 
 def step_contributions(h, emb, w, slices, scale):
-    """The exact split of ``scale * pooled . w`` over one review's real steps.
+    """The exact split of ``scale * (pooled @ w)`` over one review's real steps.
 
     Parameters
     ----------
@@ -110,7 +110,7 @@ def step_contributions(h, emb, w, slices, scale):
 
     Returns
     -------
-    numpy.ndarray, ``(n,)``, float64: they sum to ``scale * pooled . w``.
+    numpy.ndarray, ``(n,)``, float64: they sum to ``scale * (pooled @ w)``.
     """
     h, emb, w = (np.asarray(a, dtype="float64") for a in (h, emb, w))
     n = len(h)

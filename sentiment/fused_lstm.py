@@ -343,7 +343,7 @@ def _packed_product(a, bp, c):
 
 def packed(B):
     """``B`` (``K x N``) packed for the kernel: ``(ceil(N / 16), K, 16)``, panel
-    ``p`` holding columns ``16 p .. 16 p + 15`` (zeros past ``N``); or an empty
+    ``p`` holding columns ``16 p`` to ``16 p + 15`` (zeros past ``N``); or an empty
     array when the kernels are to call the BLAS instead."""
     setup()
     if _PACKED_GEMM is None or B.dtype != np.float32:

@@ -49,7 +49,7 @@ def _finite(values, what="values"):
 
 
 def mean_ci(values, confidence=0.95):
-    """The mean of ``values`` and its Student-t confidence interval [Student1908]_.
+    """The mean of ``values`` and its Student-t confidence interval (Student, 1908).
 
     The interval is ``mean ± t_{1-α/2, n-1} · s / √n`` with ``α = 1 -
     confidence`` and ``s`` the sample standard deviation (``ddof=1``); it
@@ -107,7 +107,7 @@ def _differences(x, y):
 
 def _wilcoxon(d, tol):
     """Two-sided Wilcoxon signed-rank p-value of the differences ``d``
-    [Wilcoxon1945]_ and the method that gave it, or ``(None, None)``.
+    (Wilcoxon, 1945) and the method that gave it, or ``(None, None)``.
 
     Zeros are dropped (Wilcoxon's own rule, SciPy's ``zero_method="wilcox"``);
     differences are ranked on a grid of step ``tol`` (the test only sees
@@ -132,7 +132,7 @@ def _wilcoxon(d, tol):
 
 def _t_test(d, tol):
     """``(t, p)``: the two-sided one-sample t-test of ``mean(d) == 0``,
-    which is the paired t-test [Student1908]_ (``scipy.stats.ttest_rel``);
+    which is the paired t-test (Student, 1908; ``scipy.stats.ttest_rel``);
     ``(None, None)`` for fewer than two differences; ``(0.0, 1.0)`` or
     ``(±inf, 0.0)`` when the differences vary by no more than ``tol``."""
     if d.size < 2:
@@ -150,9 +150,9 @@ def paired_test(a, b, confidence=0.95):
 
     The differences ``d = a - b`` are summarised by their mean and its
     Student-t interval (:func:`mean_ci`), and tested for a zero mean with
-    the two-sided paired t-test [Student1908]_ (as ``scipy.stats.ttest_rel``)
+    the two-sided paired t-test (Student, 1908; as ``scipy.stats.ttest_rel``)
     and for symmetry about zero with the two-sided Wilcoxon signed-rank test
-    [Wilcoxon1945]_, which does not assume normal differences.
+    (Wilcoxon, 1945), which does not assume normal differences.
 
     Edge cases, stated rather than hidden:
 
@@ -206,7 +206,7 @@ def paired_test(a, b, confidence=0.95):
 
 
 def holm(p_values):
-    """Holm–Bonferroni step-down adjusted p-values [Holm1979]_.
+    """Holm–Bonferroni step-down adjusted p-values (Holm, 1979).
 
     With the ``m`` p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the
     ``i``-th adjusted value is ``max_{j <= i} min(1, (m - j + 1) p_(j))``:
@@ -256,7 +256,7 @@ def _shared_seeds(ra, rb):
 
 
 def pairwise(results, alpha=0.05):
-    """Paired tests of every pair of optimizers, Holm-corrected [Holm1979]_.
+    """Paired tests of every pair of optimizers, Holm-corrected (Holm, 1979).
 
     Parameters
     ----------
