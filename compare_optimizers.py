@@ -9,10 +9,10 @@ train/valid/test split, and sees the same minibatch order:
 depends on the optimizer. Only the update rule differs.
 
 ``--tune`` first runs each optimizer at a grid of learning rates (``--lrates``,
-defaults in :mod:`sentiment.tuning`) on ``--tune-seeds``, chooses each one's
+defaults in :mod:`sentiment.experiments.tuning`) on ``--tune-seeds``, chooses each one's
 rate on the validation split only, then runs the chosen rates over ``--seeds``.
 ``--jobs N`` runs N runs at once on this machine and ``--cluster ADDRESS`` on
-a running Dask cluster (:mod:`sentiment.parallel`); a run gives the same
+a running Dask cluster (:mod:`sentiment.experiments.parallel`); a run gives the same
 results wherever it ran. Runs that finished are kept in ``--out``: the same
 command started again runs only the others.
 
@@ -47,19 +47,19 @@ import sys
 import time
 
 import lstm  # first: sets PyTensor's flags
-from sentiment.cli import add_config_args, add_training_args, parse_with_config
-from sentiment.compare_report import (CSV_COLUMNS, FAILURE_TEXT, PAIR_COLUMNS, markdown_text,
+from sentiment.model.cli import add_config_args, add_training_args, parse_with_config
+from sentiment.experiments.compare_report import (CSV_COLUMNS, FAILURE_TEXT, PAIR_COLUMNS, markdown_text,
                                       paired_rows, summarize)
-from sentiment.comparison import kept_runs, options_digest, run_folder, run_task
-from sentiment.config import OPTIMIZERS, TUTORIAL_OPTIMIZERS, Config
-from sentiment.errors import DataError, report
-from sentiment.machine import cpu_info
-from sentiment.parallel import pool, run_all, threads_per_run
-from sentiment.plotting import plot_curves, plot_tuning
-from sentiment.reporting import (MODEL_FILE, csv_text, duration, jsonl_text, run_name,
+from sentiment.experiments.comparison import kept_runs, options_digest, run_folder, run_task
+from sentiment.model.config import OPTIMIZERS, TUTORIAL_OPTIMIZERS, Config
+from sentiment.common.errors import DataError, report
+from sentiment.kernels.machine import cpu_info
+from sentiment.experiments.parallel import pool, run_all, threads_per_run
+from sentiment.experiments.plotting import plot_curves, plot_tuning
+from sentiment.experiments.reporting import (MODEL_FILE, csv_text, duration, jsonl_text, run_name,
                                  write_texts)
-from sentiment.tuning import DEFAULT_GRIDS, grids_for, parse_lrates, rate_text, select, with_lrate
-from sentiment.wording import plural
+from sentiment.experiments.tuning import DEFAULT_GRIDS, grids_for, parse_lrates, rate_text, select, with_lrate
+from sentiment.common.wording import plural
 
 PROG = "compare_optimizers.py"
 DEFAULT_SEEDS = (123, 124, 125)

@@ -31,9 +31,9 @@ import os
 
 import numpy
 
-from sentiment.errors import DataError
-from sentiment.pickles import RestrictedUnpickler, load_pickles
-from sentiment.wording import a_type, plural, show
+from sentiment.common.errors import DataError
+from sentiment.data.pickles import RestrictedUnpickler, load_pickles
+from sentiment.common.wording import a_type, plural, show
 
 __all__ = [
     "DataError",

@@ -28,7 +28,7 @@ input always gives byte-identical files.
 Besides the aclImdb layout (a folder or the ``aclImdb_v1.tar.gz``
 archive), custom corpora are accepted: any ``<split>/<label>/*.txt``
 tree, one text per line in one file per label, or a CSV file (read by
-:mod:`sentiment.corpus`); see ``python imdb_preprocess.py --help``.
+:mod:`sentiment.data.corpus`); see ``python imdb_preprocess.py --help``.
 
 Examples
 --------
@@ -56,13 +56,13 @@ import urllib.request
 from tqdm import tqdm
 
 import imdb
-from sentiment import digests, moses
-from sentiment.corpus import (DEFAULT_SEED, DEFAULT_TEST_PORTION, group_order,
+from sentiment.data import digests, moses
+from sentiment.data.corpus import (DEFAULT_SEED, DEFAULT_TEST_PORTION, group_order,
                               needs_labels_file, read_csv_corpus,
                               read_folder_corpus, read_label_files,
                               split_lines)
-from sentiment.errors import DataError, one_line
-from sentiment.files import atomic_write
+from sentiment.common.errors import DataError, one_line
+from sentiment.common.files import atomic_write
 
 STANFORD_URL = "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 """Where the Large Movie Review Dataset v1.0 is published."""

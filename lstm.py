@@ -15,7 +15,7 @@ line, ``predict``, ``evaluate`` and ``inspect``) lives in the package ``sentimen
 Axes: a minibatch ``x`` is ``(n_timesteps, n_samples)`` (time first), as the
 tutorial's ``prepare_data`` returns it.
 """
-import sentiment.pytensor_flags  # noqa: F401  (before PyTensor: float32, CVM, OpenBLAS)
+import sentiment.kernels.pytensor_flags  # noqa: F401  (before PyTensor: float32, CVM, OpenBLAS)
 
 import dataclasses
 import functools
@@ -32,18 +32,19 @@ from pytensor import config
 
 import imdb
 import imdb_preprocess
-from sentiment import (cli, device, digests, embedding_rows, embeddings, fused_graph, fused_lstm,
-                       variants)
-from sentiment import evaluate as evaluation, inspection, predict as prediction
-from sentiment.config import ADAMW_DECAY, Config, checkpoint_path
-from sentiment.errors import DataError, report
-from sentiment.files import read_npz
-from sentiment.modelfile import (dictionary_digest, load_options, load_params, params_digest,
+from sentiment.model import cli, variants
+from sentiment.kernels import device, embedding_rows, fused_graph, fused_lstm
+from sentiment.data import digests, embeddings
+from sentiment.commands import evaluate as evaluation, inspection, predict as prediction
+from sentiment.model.config import ADAMW_DECAY, Config, checkpoint_path
+from sentiment.common.errors import DataError, report
+from sentiment.common.files import read_npz
+from sentiment.model.modelfile import (dictionary_digest, load_options, load_params, params_digest,
                                  save_model)
-from sentiment.optimizers import (adagrad, adam, clip_norm, nesterov, weight_average,
+from sentiment.model.optimizers import (adagrad, adam, clip_norm, nesterov, weight_average,
                                   zeros_like_params)
-from sentiment.summary import model_summary, print_summary
-from sentiment.training import StopRequest, Trainer, read_checkpoint
+from sentiment.model.summary import model_summary, print_summary
+from sentiment.model.training import StopRequest, Trainer, read_checkpoint
 
 
 # ---------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def init_params(options, rng):
 
     ``Wemb`` ``(n_words, dim_emb)``; the LSTM's ``lstm_W``, ``lstm_U``,
     ``lstm_b``; the classifier ``U`` ``(dim_proj, ydim)`` and ``b``. The
-    variants add theirs (see :mod:`sentiment.variants`): ``Wbigram`` (zeros),
+    variants add theirs (see :mod:`sentiment.model.variants`): ``Wbigram`` (zeros),
     ``conv_W``/``conv_b``, one LSTM per layer and direction. With the
     tutorial's options the draws are the tutorial's.
     """
@@ -177,7 +178,7 @@ def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan",
     ``impl="scan"`` is the tutorial's formulation, the reference: ``_step``
     is one time step, each of its lines one of the LSTM's equations.
     ``impl="fused"`` (what ``lstm.py`` trains with by default) computes the
-    same function with the fused Ops of :mod:`sentiment.fused_lstm`, one pass
+    same function with the fused Ops of :mod:`sentiment.kernels.fused_lstm`, one pass
     over the sequence forward and one backward; the tests check its states
     and gradients against this ``scan`` and against NumPy.
 
@@ -252,7 +253,7 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     """The model up to the pooled vector, one per review: ``(n_samples, pooled_dim)``.
 
     The tutorial's path is ``Wemb[x]`` -> :func:`lstm_layer` -> :func:`mean_pool`.
-    The variants (:mod:`sentiment.variants`) add hashed bigram embeddings, a
+    The variants (:mod:`sentiment.model.variants`) add hashed bigram embeddings, a
     convolution, stacked and bidirectional layers (the backward LSTM reads
     the time-flipped sequence; its states are flipped back and concatenated),
     other poolings and a bag of embeddings. ``word_keep`` (``(n_timesteps,
@@ -292,7 +293,7 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     pooled = ([variants.joined([mean_pool(s, mask, impl) for s in states])]
               if options.pooling in ("mean", "meanmax") else [])
     pooled += variants.other_pooling(states, mask, options) + bag
-    if taps is not None:  # what sentiment.explain splits a prediction over
+    if taps is not None:  # what sentiment.explain.scores splits a prediction over
         taps.update(states=h, emb=emb.reshape([n_timesteps, n_samples, options.emb_dim]))
     return variants.joined(pooled)
 
@@ -411,7 +412,7 @@ def sgd(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=False):
 def running_average(avg, g, square=False, fused=False):
     """The tutorial's running average ``0.95 * avg + 0.05 * g`` (``g ** 2``
     with ``square``); ``fused`` (float32): the same bits, in threads
-    (:class:`sentiment.fused_lstm.RunningAverage`)."""
+    (:class:`sentiment.kernels.fused_lstm.RunningAverage`)."""
     if fused and avg.dtype == "float32":
         return fused_lstm.RunningAverage(square)(avg, g)
     return 0.95 * avg + 0.05 * (g ** 2 if square else g)
@@ -425,7 +426,7 @@ def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=Fals
     parameter step (not the running average of the steps), as the learning
     rate of ``torch.optim.Adadelta``; the tutorial's rule is ``step=1``
     (``--adaptive-lrate``). ``by_rows`` (default: ``fused``): the embedding's
-    rule row by row, the same bits (:mod:`sentiment.embedding_rows`).
+    rule row by row, the same bits (:mod:`sentiment.kernels.embedding_rows`).
     Parameters and returns as :func:`sgd`.
 
     References
@@ -437,7 +438,7 @@ def adadelta(lr, tparams, grads, inputs, cost, updates=(), mode=None, fused=Fals
     running_up2 = zeros_like_params(tparams, "rup2")
     running_grads2 = zeros_like_params(tparams, "rgrad2")
     # Wemb's state row by row, where only the rows of a batch's words change;
-    # the rule's bits (sentiment.embedding_rows).
+    # the rule's bits (sentiment.kernels.embedding_rows).
     rows = embedding_rows.Embeddings(list(tparams.values()), grads, zipped_grads, running_up2,
                                      running_grads2, step,
                                      on=fused if by_rows is None else by_rows)
@@ -535,9 +536,9 @@ def compile_model(options, params, dropout_rng=None):
     ``f_grad_shared(x, mask, y)``, ``f_update(lr)``, ``f_ema()`` (or None),
     ``f_pred_error(splits)`` (:func:`evaluate`), ``get_params()`` /
     ``set_params(params)`` (:func:`unzip` / :func:`zipp`), ``optimizer_state``
-    and ``rng``: what :class:`sentiment.training.Trainer` runs. With
+    and ``rng``: what :class:`sentiment.model.training.Trainer` runs. With
     ``options.device == "gpu"`` the functions are compiled by PyTensor's JAX
-    backend and take and return NumPy arrays (:mod:`sentiment.device`).
+    backend and take and return NumPy arrays (:mod:`sentiment.kernels.device`).
     """
     mode = device.compile_mode(options)
     tparams = init_tparams(params)
@@ -697,7 +698,7 @@ def train_lstm(options, source=None, out=None, callback=None, resume=None):
         (``"ok"``, ``"interrupted"`` or ``"bad_cost"``), ``best_update`` (when
         the best model was taken; 0: before any validation), ``n_train`` and
         ``init_sha256`` and ``params_sha256`` (digests of the parameters training
-        started from and ended with: :func:`sentiment.modelfile.params_digest`).
+        started from and ended with: :func:`sentiment.model.modelfile.params_digest`).
     """
     out = out or sys.stdout
     if resume:
@@ -765,7 +766,7 @@ def final_errors(trainer, model, data, out):
 # ---------------------------------------------------------------------------
 # A saved model: prediction on raw text (lstm.py predict), evaluation
 # (lstm.py evaluate) and its gates on a review (lstm.py inspect), in
-# sentiment.predict, sentiment.evaluate and sentiment.inspection.
+# sentiment.commands.predict, sentiment.commands.evaluate and sentiment.commands.inspection.
 # ---------------------------------------------------------------------------
 def saved_model(model, options=None):
     """A saved model's options (from the JSON beside ``model`` unless given) and
@@ -839,14 +840,14 @@ def load_gates(model, options=None):
 
 def predict(texts, model="lstm_model.npz", dictionary=None):
     """Classify raw texts with a saved model: one dict per text (``label``,
-    ``name``, ``probability``, ``probs``; see :class:`sentiment.predict.Predictor`,
+    ``name``, ``probability``, ``probs``; see :class:`sentiment.commands.predict.Predictor`,
     which keeps the model loaded for many calls)."""
     return prediction.Predictor(model, load_model, dictionary).predict(list(texts))
 
 
 def explain(texts, model="lstm_model.npz", dictionary=None, label=None):
     """Which words moved each prediction, and by how much: one dict per text
-    (:meth:`sentiment.explain.Explainer.explain`)."""
+    (:meth:`sentiment.explain.scores.Explainer.explain`)."""
     return prediction.Predictor(model, load_model, dictionary).explainer(
         model, load_states).explain(list(texts), label)
 
@@ -854,13 +855,13 @@ def explain(texts, model="lstm_model.npz", dictionary=None, label=None):
 def inspector(model="lstm_model.npz", dictionary=None):
     """A saved model opened on reviews: every gate and state, the tensors' shapes,
     the words that moved a prediction, and their figure
-    (:class:`sentiment.inspection.Inspector`, ``lstm.py inspect``)."""
+    (:class:`sentiment.commands.inspection.Inspector`, ``lstm.py inspect``)."""
     return inspection.Inspector(model, load_model, load_states, load_gates, dictionary)
 
 
 def evaluate_model(model, dataset=None, split="test", batch_size=None):
     """Accuracy, confusion matrix and accuracy by review length of a saved model
-    (or of a list of models, an ensemble): :func:`sentiment.evaluate.evaluate_model`."""
+    (or of a list of models, an ensemble): :func:`sentiment.commands.evaluate.evaluate_model`."""
     return evaluation.evaluate_model(model, load_model, dataset, split, batch_size)
 
 

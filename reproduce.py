@@ -23,10 +23,10 @@ import time
 from importlib import metadata
 
 import lstm
-from sentiment import reporting
-from sentiment.config import DEFAULT_DATASET, PRESET_DIR, Config, read_config_file
-from sentiment.errors import DataError, report
-from sentiment.machine import describe
+from sentiment.experiments import reporting
+from sentiment.model.config import DEFAULT_DATASET, PRESET_DIR, Config, read_config_file
+from sentiment.common.errors import DataError, report
+from sentiment.kernels.machine import describe
 
 PROG = "reproduce.py"
 LEVELS = {"quick": [("tutorial", seed) for seed in (123, 124, 125, 126, 127)],

@@ -26,7 +26,7 @@ ensemble (their class probabilities averaged, as
 ``lstm.py evaluate --model A B C``) on every review of the test split, and the
 result is written to ``ensembles.jsonl``. What this script shares with
 ``compare_optimizers.py`` (run folders, tables, JSON lines) is in
-``sentiment/reporting.py``.
+``sentiment/experiments/reporting.py``.
 """
 import argparse
 import dataclasses
@@ -37,12 +37,12 @@ import time
 import numpy as np
 
 import lstm  # first: sets PyTensor's flags
-from sentiment.config import DEFAULT_DATASET, PRESET_DIR, Config, read_config_file
-from sentiment.errors import DataError, report
-from sentiment.reporting import (MODEL_FILE, csv_text, format_mean_std, jsonl_text,
+from sentiment.model.config import DEFAULT_DATASET, PRESET_DIR, Config, read_config_file
+from sentiment.common.errors import DataError, report
+from sentiment.experiments.reporting import (MODEL_FILE, csv_text, format_mean_std, jsonl_text,
                                  markdown_table, mean_std, open_run_log, read_jsonl,
                                  run_name, train_run, write_text, write_texts)
-from sentiment.training import StopRequest
+from sentiment.model.training import StopRequest
 
 PROG = "run_variants.py"
 VARIANT_EPOCHS = dict(max_epochs=30)

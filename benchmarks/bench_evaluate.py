@@ -1,7 +1,7 @@
 """``lstm.py evaluate`` against PyTorch running the same model, the whole job, side by side.
 
 Our side is timed exactly as ``lstm.py evaluate`` runs: one call of
-``sentiment.evaluate.classify_split(model, lstm.load_model, dataset, split)``
+``sentiment.commands.evaluate.classify_split(model, lstm.load_model, dataset, split)``
 (a fresh model each time: loading and compiling it is timed apart from the
 classification; so is reading the dataset). Its reviews are sorted by length
 and classified in minibatches of the model's ``valid_batch_size`` (or
@@ -59,11 +59,12 @@ import numpy as np  # noqa: E402
 import pytensor  # noqa: E402
 
 import imdb  # noqa: E402
-from sentiment import evaluate as evaluation  # noqa: E402
-from sentiment import fused_lstm, variants  # noqa: E402
-from sentiment.config import model_paths  # noqa: E402
-from sentiment.errors import DataError  # noqa: E402
-from sentiment.machine import cpu_info, describe  # noqa: E402
+from sentiment.commands import evaluate as evaluation  # noqa: E402
+from sentiment.kernels import fused_lstm  # noqa: E402
+from sentiment.model import variants
+from sentiment.model.config import model_paths  # noqa: E402
+from sentiment.common.errors import DataError  # noqa: E402
+from sentiment.kernels.machine import cpu_info, describe  # noqa: E402
 
 TOLERANCE = 1e-4  # the largest difference of a class probability accepted
 TORCH_LSTMS = ("reversed", "packed")

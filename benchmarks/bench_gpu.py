@@ -43,9 +43,9 @@ import lstm  # noqa: E402  (first: sets the project's PyTensor flags)
 import numpy as np  # noqa: E402
 
 import bench_lstm  # noqa: E402
-from sentiment import device  # noqa: E402
-from sentiment.config import Config  # noqa: E402
-from sentiment.machine import describe as describe_cpu  # noqa: E402
+from sentiment.kernels import device  # noqa: E402
+from sentiment.model.config import Config  # noqa: E402
+from sentiment.kernels.machine import describe as describe_cpu  # noqa: E402
 
 TUTORIAL_GTX580_S = 8.3  # the tutorial: "8.3 sec/epochs" on a GTX 580 (Theano, float32)
 

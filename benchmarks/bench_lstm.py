@@ -48,9 +48,9 @@ import lstm  # noqa: E402  (first: sets the project's PyTensor flags)
 import numpy as np  # noqa: E402
 import pytensor  # noqa: E402
 
-from sentiment import fused_lstm  # noqa: E402
-from sentiment.config import LSTM_IMPLS, Config  # noqa: E402
-from sentiment.machine import cpu_info, describe  # noqa: E402
+from sentiment.kernels import fused_lstm  # noqa: E402
+from sentiment.model.config import LSTM_IMPLS, Config  # noqa: E402
+from sentiment.kernels.machine import cpu_info, describe  # noqa: E402
 
 DIM, N_WORDS, YDIM = 128, 10000, 2
 

@@ -31,7 +31,7 @@ def child(mode, T, B, repeats):
     sys.path.insert(0, ROOT)
     import lstm  # first: sets the project's PyTensor flags
     import numpy as np
-    from sentiment.config import Config
+    from sentiment.model.config import Config
 
     options = Config(mode=mode, ydim=2)
     rngs = lstm.make_rngs(0)

@@ -1,9 +1,9 @@
-"""The fused Adam step (``sentiment.optimizers.adam``) against the same rule in PyTensor.
+"""The fused Adam step (``sentiment.model.optimizers.adam``) against the same rule in PyTensor.
 
 Builds a model's parameters (``--preset``, default ``full``: Adam, 20.9 M
 parameters, 16.8 M of them the bigram table), gives them one random gradient,
 and times, in rounds that alternate between the two, ``f_update`` of
-``sentiment.optimizers.adam`` (one ``sentiment.fused_lstm.FusedStep`` pass per
+``sentiment.model.optimizers.adam`` (one ``sentiment.kernels.fused_lstm.FusedStep`` pass per
 parameter) and of the same rule written as PyTensor element-wise expressions
 (PyTensor's C loop: what ``adam`` was before the fused step). It first checks
 that both give the same parameters after one step, then prints medians and
@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import pytensor  # noqa: E402
 import pytensor.tensor as pt  # noqa: E402
 
-from sentiment.config import PRESET_DIR, Config, read_config_file  # noqa: E402
-from sentiment import fused_graph  # noqa: E402
-from sentiment.optimizers import adam, zeros_like_params  # noqa: E402
+from sentiment.model.config import PRESET_DIR, Config, read_config_file  # noqa: E402
+from sentiment.kernels import fused_graph  # noqa: E402
+from sentiment.model.optimizers import adam, zeros_like_params  # noqa: E402
 
 
 def graph_adam(lr, tparams, grads, beta1=0.9, beta2=0.999, epsilon=1e-8):

@@ -19,7 +19,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sentiment.machine import describe  # noqa: E402
+from sentiment.kernels.machine import describe  # noqa: E402
 
 CHILD = r"""
 import json, sys, time

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # the checkout, for sentiment.config
-from sentiment.config import model_paths  # noqa: E402
+sys.path.insert(0, str(HERE.parent))  # the checkout, for sentiment.model.config
+from sentiment.model.config import model_paths  # noqa: E402
 
 
 def build_parser():

@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import sentiment.pytensor_flags  # noqa: E402,F401  (first: the project's PyTensor flags, e.g. mode=CVM)
+import sentiment.kernels.pytensor_flags  # noqa: E402,F401  (first: the project's PyTensor flags, e.g. mode=CVM)
 
 REAL_ARCHIVE = os.environ.get("IMDB_SOURCE") or os.path.join(
     ROOT, "..", "shared", "data", "aclImdb_v1_labeled.tar.gz")

@@ -18,8 +18,8 @@ import lstm  # noqa: E402
 import pytensor  # noqa: E402
 import pytensor.tensor as pt  # noqa: E402
 
-from sentiment import variants  # noqa: E402
-from sentiment.modelfile import save_model  # noqa: E402
+from sentiment.model import variants  # noqa: E402
+from sentiment.model.modelfile import save_model  # noqa: E402
 
 
 def load_bench():

@@ -10,10 +10,10 @@ import pytest
 
 import compare_optimizers as co
 import lstm
-from sentiment.cli import build_parser
-from sentiment.config import TUTORIAL_OPTIMIZERS, Config
-from sentiment.modelfile import load_options, params_digest
-from sentiment.training import Trainer
+from sentiment.model.cli import build_parser
+from sentiment.model.config import TUTORIAL_OPTIMIZERS, Config
+from sentiment.model.modelfile import load_options, params_digest
+from sentiment.model.training import Trainer
 
 from conftest import read_runs, run_compare as run_main, synthetic_corpus, write_corpus
 

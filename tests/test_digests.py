@@ -8,8 +8,8 @@ import pytest
 import imdb_preprocess as prep
 import lstm
 from conftest import synthetic_corpus, write_corpus
-from sentiment import digests
-from sentiment.errors import DataError
+from sentiment.data import digests
+from sentiment.common.errors import DataError
 
 
 def test_a_download_without_the_published_digest_is_refused_and_not_kept(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""AdaDelta for the embedding row by row (sentiment.embedding_rows): the bits
+"""AdaDelta for the embedding row by row (sentiment.kernels.embedding_rows): the bits
 of the dense rule, with the unused rows' decays left until a batch uses the
 word or the state is read or set."""
 import numpy as np
@@ -7,8 +7,8 @@ import pytest
 from pytensor.tensor.sharedvar import TensorSharedVariable
 
 import lstm
-from sentiment import embedding_rows, fused_graph, fused_lstm
-from sentiment.config import Config
+from sentiment.kernels import embedding_rows, fused_graph, fused_lstm
+from sentiment.model.config import Config
 
 MODE = fused_graph.compile_mode(pytensor.config.mode)
 

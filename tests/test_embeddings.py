@@ -1,11 +1,11 @@
-"""Tests of sentiment/embeddings.py: reading word2vec / GloVe text vectors into Wemb."""
+"""Tests of sentiment/data/embeddings.py: reading word2vec / GloVe text vectors into Wemb."""
 import gzip
 
 import numpy as np
 import pytest
 
-from sentiment import embeddings
-from sentiment.errors import DataError
+from sentiment.data import embeddings
+from sentiment.common.errors import DataError
 
 DIM = 3
 # n_words = 6: ids 2..5 are wanted; "beyond" (id 6) is outside the vocabulary.

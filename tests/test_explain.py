@@ -1,4 +1,4 @@
-"""Which words moved a prediction (sentiment.explain): the exact split adds up to
+"""Which words moved a prediction (sentiment.explain.scores): the exact split adds up to
 the model's score, padding never changes it, the occlusion fallback matches
 NumPy, the page is self-contained, and the command-line flags work."""
 import html.parser
@@ -13,11 +13,11 @@ import pytest
 import imdb
 import lstm
 from conftest import train_text_model
-from sentiment import explain_html, explain_text
-from sentiment.config import Config
-from sentiment.explain import (Explainer, choose_classes, kept_span, method_for,
+from sentiment.explain import html as explain_html, text as explain_text
+from sentiment.model.config import Config
+from sentiment.explain.scores import (Explainer, choose_classes, kept_span, method_for,
                                pooled_slices, step_contributions)
-from sentiment.modelfile import load_options, save_model
+from sentiment.model.modelfile import load_options, save_model
 
 NAMES2 = {0: "neg", 1: "pos"}
 

@@ -1,4 +1,4 @@
-"""The project's compile mode (sentiment.fused_graph): the inlined softmax, the
+"""The project's compile mode (sentiment.kernels.fused_graph): the inlined softmax, the
 prediction Ops that replace the LSTM where no gradient is taken, and the kept
 projections of the embedding rows; every one gives the bits of the plain graph."""
 import numpy as np
@@ -9,8 +9,8 @@ from pytensor import config
 from pytensor.compile.mode import get_mode
 
 import lstm
-from sentiment import embedding_rows, fused_graph, fused_lstm
-from sentiment.config import Config
+from sentiment.kernels import embedding_rows, fused_graph, fused_lstm, lstm_ops, scheduling
+from sentiment.model.config import Config
 
 MODE = fused_graph.compile_mode(config.mode)
 PLAIN = get_mode(config.mode)  # the same graph without the project's rewrites
@@ -84,8 +84,8 @@ def test_training_graphs_keep_the_training_ops():
 def test_every_schedule_of_the_prediction_kernel_gives_the_same_bits(monkeypatch, n_threads, B):
     """lstm_predict_arrays (row blocks in threads, projection by chunks of steps,
     or rows from a table) against lstm_forward_arrays then MaskedMean."""
-    monkeypatch.setattr(fused_lstm, "threads", n_threads)
-    monkeypatch.setattr(fused_lstm, "CHUNK_ROWS", 24)  # several chunks
+    monkeypatch.setattr(scheduling, "threads", n_threads)
+    monkeypatch.setattr(lstm_ops, "CHUNK_ROWS", 24)  # several chunks
     rng = np.random.default_rng(B)
     T, D, n_in = 13, 16, 8
     E = rng.standard_normal((600, n_in)).astype("float32")  # most words new: projected in turn

@@ -10,7 +10,7 @@ import lstm
 import pytensor
 import pytensor.tensor as pt
 from pytensor import config
-from sentiment import fused_lstm, machine
+from sentiment.kernels import fused_lstm, gemm, layer_ops, lstm_ops, machine, scheduling
 
 fused_lstm.setup()  # the BLAS and the packed GEMM, which the tests below inspect
 
@@ -288,7 +288,7 @@ def test_packed_and_blas_recurrences_agree(monkeypatch, dim, B):
         return [a.copy() for a in (h, c, *fused_lstm.lstm_backward_arrays(x, mask, W, U, h, c,
                                                                            g, dh, dc))]
     packed = run()
-    monkeypatch.setattr(fused_lstm, "_PACKED_GEMM", None)
+    monkeypatch.setattr(gemm, "_PACKED_GEMM", None)
     assert fused_lstm.packed(U).size == 0
     for got, want in zip(packed, run()):  # float32 sums in another order
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
@@ -298,8 +298,8 @@ def test_gemm_falls_back_to_blas_when_the_build_fails(monkeypatch, tmp_path):
     """A C file that does not compile: the BLAS, a reason, no file left behind."""
     bad = tmp_path / "bad.c"
     bad.write_text("this is not C\n")
-    monkeypatch.setattr(fused_lstm, "_GEMM_SOURCE", str(bad))
-    monkeypatch.setattr(fused_lstm, "_gemm_dir", lambda: str(tmp_path / "cache"))
+    monkeypatch.setattr(gemm, "_GEMM_SOURCE", str(bad))
+    monkeypatch.setattr(gemm, "_gemm_dir", lambda: str(tmp_path / "cache"))
     address, kernel = fused_lstm._load_packed_gemm()
     assert address is None
     assert kernel.startswith("BLAS (could not compile %s: " % bad), kernel
@@ -366,8 +366,8 @@ def test_second_derivatives_are_refused():
 @pytest.mark.parametrize("shape", [(7,), (5, 3)])
 @pytest.mark.parametrize("n_threads", [1, 3], ids=["one-block", "blocks-in-threads"])
 def test_fused_optimizer_steps_match_the_tutorial_rules(dtype, shape, n_threads, monkeypatch):
-    monkeypatch.setattr(fused_lstm, "threads", n_threads)
-    monkeypatch.setattr(fused_lstm, "MIN_STEP_BLOCK", 2)  # 3 blocks of 2-3 (7) or 5 values
+    monkeypatch.setattr(scheduling, "threads", n_threads)
+    monkeypatch.setattr(scheduling, "MIN_STEP_BLOCK", 2)  # 3 blocks of 2-3 (7) or 5 values
     rng = np.random.default_rng(9)
     p, g, r1, r2, ud = (rng.standard_normal(shape).astype(dtype) for _ in range(5))
     r2 = (np.abs(r2) + r1 ** 2).astype(dtype)  # E[g^2] >= E[g]^2, as in a real run
@@ -431,12 +431,12 @@ def test_embedding_lookup_and_gradient_match_pytensor():
 
 def chunked(monkeypatch, n_threads, row_split_rows):
     """Small chunks of steps, so that every schedule has several."""
-    monkeypatch.setattr(fused_lstm, "threads", n_threads)
-    monkeypatch.setattr(fused_lstm, "ROW_SPLIT_ROWS", row_split_rows)
-    monkeypatch.setattr(fused_lstm, "ROWS_PER_THREAD", row_split_rows)
-    monkeypatch.setattr(fused_lstm, "CHUNK_ROWS", 20)  # 2 steps of 9 or 10 rows
-    monkeypatch.setattr(fused_lstm, "FORWARD_CHUNK_ROWS", 40)  # 2 steps of 19 rows
-    monkeypatch.setattr(fused_lstm, "BACKWARD_CHUNK_ROWS", 60)  # 3 steps
+    monkeypatch.setattr(scheduling, "threads", n_threads)
+    monkeypatch.setattr(lstm_ops, "ROW_SPLIT_ROWS", row_split_rows)
+    monkeypatch.setattr(lstm_ops, "ROWS_PER_THREAD", row_split_rows)
+    monkeypatch.setattr(lstm_ops, "CHUNK_ROWS", 20)  # 2 steps of 9 or 10 rows
+    monkeypatch.setattr(lstm_ops, "FORWARD_CHUNK_ROWS", 40)  # 2 steps of 19 rows
+    monkeypatch.setattr(lstm_ops, "BACKWARD_CHUNK_ROWS", 60)  # 3 steps
 
 
 @pytest.mark.parametrize("schedule,n_threads,row_split_rows", [
@@ -489,7 +489,7 @@ def test_threaded_kernels_leave_numpys_blas_threads_alone(monkeypatch, row_split
         rng = np.random.default_rng(12)
         x, mask, W, U, b, dh, dc = lstm_args(5, 16, 4, rng, dtype=config.floatX)
         calls = []
-        monkeypatch.setattr(fused_lstm, "_BLAS_THREADS",
+        monkeypatch.setattr(scheduling, "_BLAS_THREADS",
                             (get_threads, lambda n: (calls.append(n), set_threads(n))))
         h, c, gates = fused_lstm.lstm_forward_arrays(x, mask, W, U, b)
         fused_lstm.lstm_backward_arrays(x, mask, W, U, h, c, gates, dh, dc)
@@ -548,13 +548,13 @@ def test_masked_mean_in_threads_gives_one_threads_bits(monkeypatch, n_threads):
         fused_lstm.MaskedMeanGrad().perform(None, [g, mask, h], [outs[1]])
         return [np.array(out[0]) for out in outs]
 
-    monkeypatch.setattr(fused_lstm, "threads", 1)
+    monkeypatch.setattr(scheduling, "threads", 1)
     want = run()
-    monkeypatch.setattr(fused_lstm, "threads", n_threads)
-    monkeypatch.setattr(fused_lstm, "MIN_THREAD_FLOATS", 0)
+    monkeypatch.setattr(scheduling, "threads", n_threads)
+    monkeypatch.setattr(layer_ops, "MIN_THREAD_FLOATS", 0)
     calls = []
     real = fused_lstm._in_threads
-    monkeypatch.setattr(fused_lstm, "_in_threads",
+    monkeypatch.setattr(layer_ops, "_in_threads",
                         lambda fn, calls_, start=None: (calls.append(len(calls_)),
                                                         real(fn, calls_, start)))
     for name, one, other in zip(["mean", "gradient"], want, run()):
@@ -581,7 +581,7 @@ def test_recycled_buffers_are_never_shared_while_in_use():
 
 
 def test_the_pool_lets_free_buffers_go_beyond_its_cap(monkeypatch):
-    monkeypatch.setattr(fused_lstm, "MAX_POOLED", 4)
+    monkeypatch.setattr(scheduling, "MAX_POOLED", 4)
     pool = fused_lstm._Pool()
     n = fused_lstm.MIN_POOLED_BYTES // 4
     held = [pool.empty((n * (k + 1),), "float32") for k in range(6)]  # all in use
@@ -596,7 +596,7 @@ def test_the_pool_lets_free_buffers_go_beyond_its_cap(monkeypatch):
 def test_the_pool_lets_free_buffers_go_beyond_its_byte_cap(monkeypatch):
     n = fused_lstm.MIN_POOLED_BYTES // 4
     pool = fused_lstm._Pool()
-    monkeypatch.setattr(fused_lstm, "MAX_POOLED_BYTES", 5 * n * 4)
+    monkeypatch.setattr(scheduling, "MAX_POOLED_BYTES", 5 * n * 4)
     a, b = pool.empty((2 * n,), "float32"), pool.empty((2 * n,), "float32")
     del b  # free, but within the cap: kept
     c = pool.empty((2 * n,), "float32")  # b's buffer again

@@ -1,7 +1,7 @@
 """Fuzz tests of every reader of a file the project reads.
 
 Whatever the bytes of the file (corrupt, truncated, mutated or hostile),
-each reader must either return well-formed data or raise ``sentiment.errors.DataError``
+each reader must either return well-formed data or raise ``sentiment.common.errors.DataError``
 with a one-line message naming the file; nothing else may escape, and no
 code in the file may run.  Readers:
 
@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 
 import imdb
 import lstm
-from sentiment.errors import DataError
+from sentiment.common.errors import DataError
 
 #: Inputs fed to each reader, printed at the end of the module.
 COUNTS = collections.Counter()

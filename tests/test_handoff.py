@@ -1,4 +1,4 @@
-"""The helper threads of sentiment.handoff: every share runs once, in its
+"""The helper threads of sentiment.kernels.handoff: every share runs once, in its
 thread, whether the helpers spin or sleep; errors reach the caller; a busy
 pool, a helper's own call and a forked child are handled."""
 import multiprocessing
@@ -9,7 +9,7 @@ import numba
 import numpy as np
 import pytest
 
-from sentiment import handoff
+from sentiment.kernels import handoff
 
 
 @numba.njit(nogil=True, cache=True)

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import imdb  # noqa: E402
 from conftest import assert_one_line_naming, write_pickles  # noqa: E402
-from sentiment.errors import DataError  # noqa: E402
+from sentiment.common.errors import DataError  # noqa: E402
 
 
 # ---------------------------------------------------------------------------
@@ -709,9 +709,9 @@ def test_importing_imdb_does_not_import_pytensor():
     assert out.split() == ["False", "False"]
 
 
-@pytest.mark.parametrize("module", ["imdb", "imdb_preprocess", "sentiment.corpus",
-                                    "sentiment.pickles", "sentiment.embeddings",
-                                    "sentiment.moses"])
+@pytest.mark.parametrize("module", ["imdb", "imdb_preprocess", "sentiment.data.corpus",
+                                    "sentiment.data.pickles", "sentiment.data.embeddings",
+                                    "sentiment.data.moses"])
 def test_importing_a_data_module_does_no_work(module):
     """No tokenizer built, no PyTensor, no model code, nothing read at import."""
     import subprocess

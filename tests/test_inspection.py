@@ -1,8 +1,9 @@
-"""``lstm.py inspect`` (sentiment.inspection): the gates and states it shows are
+"""``lstm.py inspect`` (sentiment.commands.inspection): the gates and states it shows are
 the LSTM's equations recomputed in NumPy and the trained model's own, padding
 changes none of them, the figure holds exactly those numbers, and the command
 prints, writes and fails as a user expects."""
 import dataclasses
+import io
 
 import numpy as np
 import pytest
@@ -10,9 +11,9 @@ import pytest
 import imdb
 import lstm
 from conftest import train_text_model
-from sentiment import inspection
-from sentiment.modelfile import load_options, save_model
-from sentiment.variants import lstm_prefixes
+from sentiment.commands import inspection
+from sentiment.model.modelfile import load_options, save_model
+from sentiment.model.variants import lstm_prefixes
 
 TEXT = "Great, superb: I LOVED the film! But the ending was boring and awful."
 
@@ -164,8 +165,33 @@ def test_the_figure_holds_the_models_numbers(trained, tmp_path, units, max_token
     bars = [ax for ax in fig.axes if ax.patches][0].patches
     np.testing.assert_allclose([bar.get_height() for bar in bars], scores, rtol=1e-6)
     png, svg = inspection.save(fig, str(tmp_path / "out" / "fig.png"))
+    assert png.endswith("fig.png") and svg.endswith("fig.svg")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in open(svg, encoding="utf-8").read(2000)
+
+
+def test_the_colour_scales_follow_the_data(trained, tmp_path):
+    model = variant_model(trained, tmp_path / "m.npz", bidirectional=True)
+    result = lstm.inspector(model).inspect(TEXT)
+    for gate_scale in ("data", "full"):
+        fig = inspection.figure(result, units=0, gate_scale=gate_scale)
+        images = [ax.images[0] for ax in fig.axes if ax.images]
+        for n, image in enumerate(images):
+            key = "ifoch"[n // len(result.gates)]   # the images go row by row
+            data = np.asarray(image.get_array())
+            vmin, vmax = image.get_clim()
+            assert vmin <= data.min() and data.max() <= vmax
+            if key in "ch":   # symmetric around 0, to the panel's largest value
+                assert vmin == -vmax and vmax == pytest.approx(np.abs(data).max())
+            elif gate_scale == "full":
+                assert (vmin, vmax) == (0, 1)
+            else:             # 0.5 +- the largest distance from 0.5, inside [0, 1]
+                assert vmin + vmax == pytest.approx(1) and 0 <= vmin < vmax <= 1
+                assert vmax - 0.5 < np.abs(data - 0.5).max() + 0.05 + 1e-9
+    # Gates near 0.5 get a narrow scale; a gate that closes gets all of [0, 1].
+    assert inspection.colour_limits("f", [[0.45, 0.58]]) == pytest.approx((0.4, 0.6))
+    assert inspection.colour_limits("i", [[0.01, 0.5]]) == pytest.approx((0.0, 1.0))
+    assert inspection.colour_limits("c", [[-0.2, 3.0]]) == (-3.0, 3.0)
 
 
 def test_the_command_prints_the_shapes_and_writes_the_figure(trained, tmp_path, capsys):
@@ -175,7 +201,13 @@ def test_the_command_prints_the_shapes_and_writes_the_figure(trained, tmp_path, 
     printed = capsys.readouterr().out
     assert "prediction: " in printed and "run as --lstm-impl scan" in printed
     assert "lstm.h           (3, 1, 8)" in printed
+    assert "logits           (1, 2)" in printed and "pred             (1, 2)" in printed
     assert out.exists() and out.with_suffix(".svg").exists()
+    # --dictionary (or --dict, as predict): the dictionary the model was trained with.
+    words = imdb.dict_path_for(load_options(trained).dataset)
+    assert lstm.main(["inspect", "--model", trained, "--dictionary", words, "--out",
+                      str(tmp_path / "g.png"), "--gate-scale", "full", "Great"]) == 0
+    assert "(1, 1, 8)" in capsys.readouterr().out
 
 
 def test_the_command_reads_a_file(trained, tmp_path, capsys):
@@ -193,7 +225,7 @@ def one_line_error(capsys, argv):
     return err
 
 
-def test_bad_input_is_one_line(trained, tmp_path, capsys):
+def test_bad_input_is_one_line(trained, tmp_path, capsys, monkeypatch):
     out = ["--out", str(tmp_path / "f.png")]
     missing = str(tmp_path / "nope.npz")
     assert missing in one_line_error(capsys, ["--model", missing, "Great film"] + out)
@@ -201,7 +233,15 @@ def test_bad_input_is_one_line(trained, tmp_path, capsys):
     not_npz.write_bytes(b"not a model")
     (tmp_path / "bad.json").write_text(open(trained[:-4] + ".json").read())
     assert "bad.npz" in one_line_error(capsys, ["--model", str(not_npz), "Great film"] + out)
-    assert "no text" in one_line_error(capsys, ["--model", trained, "  "] + out)
+    assert "the command line: no text" in one_line_error(capsys, ["--model", trained, "  "]
+                                                         + out)
+    assert "no words" in one_line_error(capsys, ["--model", trained, "\x00"] + out)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert "standard input: no text" in one_line_error(capsys, ["--model", trained] + out)
+    (tmp_path / "a-file").write_text("")
+    blocked = str(tmp_path / "a-file" / "f.png")
+    assert "a-file/f.png: cannot write" in one_line_error(
+        capsys, ["--model", trained, "--out", blocked, "Great film"])
     conv = variant_model(trained, tmp_path / "conv.npz", conv_filters=4, conv_width=3, pool=2)
     assert "convolution" in one_line_error(capsys, ["--model", conv, "Great film"] + out)
     assert not (tmp_path / "f.png").exists()

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import lstm
-from sentiment import device
-from sentiment.config import OPTIMIZERS, PRESET_DIR, Config, read_config_file
-from sentiment.errors import DataError
+from sentiment.kernels import device
+from sentiment.model.config import OPTIMIZERS, PRESET_DIR, Config, read_config_file
+from sentiment.common.errors import DataError
 
 from conftest import ROOT, synthetic_corpus, write_corpus
 
@@ -211,7 +211,7 @@ def test_device_gpu_without_jax_is_one_line_naming_the_install(tmp_path, monkeyp
 def test_bad_device_and_importing_does_not_import_jax():
     with pytest.raises(ValueError, match="device must be one of cpu, gpu"):
         Config(device="tpu").validate()
-    check = ("import sys, lstm, compare_optimizers, sentiment.device, sentiment.jax_ops; "
+    check = ("import sys, lstm, compare_optimizers, sentiment.kernels.device, sentiment.kernels.jax_ops; "
              "assert 'jax' not in sys.modules; print('ok')")
     done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)

@@ -12,12 +12,23 @@ SCRIPTS = ("lstm", "imdb", "imdb_preprocess", "compare_optimizers", "run_variant
 
 
 def project_modules():
-    """``{module name: path}`` of the top-level files and the package."""
+    """``{module name: path}`` of the top-level files and the package (subpackages too)."""
     found = {name: os.path.join(ROOT, name + ".py") for name in SCRIPTS}
-    for path in glob.glob(os.path.join(ROOT, "sentiment", "*.py")):
-        name = os.path.basename(path)[:-3]
-        found["sentiment" if name == "__init__" else "sentiment." + name] = path
+    for path in glob.glob(os.path.join(ROOT, "sentiment", "**", "*.py"), recursive=True):
+        parts = os.path.relpath(path, ROOT)[:-3].split(os.sep)
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
+
+
+#: The package's layers, lowest first: a module imports only from its own layer or lower ones
+#: (so nothing of the kernels, the model or above reaches the data side, and nothing upwards).
+LAYERS = ["common", "data", "kernels", "model", "explain", "commands", "experiments"]
+
+
+def layer_of(module):
+    """The index in LAYERS of a module of the package; None for the package itself."""
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 else None
 
 
 def imports_of(path, modules):
@@ -55,6 +66,35 @@ def test_no_import_cycles_and_the_package_never_imports_the_scripts():
             visit(name, [name])
 
 
+def test_the_package_is_its_layers_and_each_imports_only_from_below():
+    modules = project_modules()
+    package = [m for m in modules if m.startswith("sentiment.")]
+    assert {m.split(".")[1] for m in package} == set(LAYERS)   # no module outside a layer
+    assert all(m.count(".") == 2 or m in ("sentiment." + x for x in LAYERS) for m in package)
+    for module in package:
+        for dep in imports_of(modules[module], modules):
+            if dep.startswith("sentiment.") and dep.count(".") >= 2:
+                assert layer_of(dep) <= layer_of(module), "%s imports %s, a layer above" % (
+                    module, dep)
+    # The data side reads files with NumPy alone: neither PyTensor nor Numba.
+    for module in package:
+        if layer_of(module) <= LAYERS.index("data"):
+            tree = ast.parse(open(modules[module], encoding="utf-8").read())
+            imported = {a.name.split(".")[0] for node in ast.walk(tree)
+                        if isinstance(node, ast.Import) for a in node.names}
+            imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                         if isinstance(node, ast.ImportFrom) and node.module}
+            assert not imported & {"pytensor", "numba", "llvmlite", "jax"}, module
+
+
+def test_no_module_of_the_kernels_passes_600_lines():
+    # The fused Ops live by family in modules of their own (fused_lstm gathers them).
+    for module, path in project_modules().items():
+        if module.startswith("sentiment.kernels"):
+            n = sum(1 for _ in open(path, encoding="utf-8"))
+            assert n <= 600, "%s: %d lines" % (module, n)
+
+
 def test_compare_optimizers_and_run_variants_import_no_private_name_of_each_other():
     for path in ("compare_optimizers.py", "run_variants.py"):
         tree = ast.parse(open(os.path.join(ROOT, path), encoding="utf-8").read())
@@ -74,7 +114,7 @@ def record(self, *args, **kwargs):
     return real(self, *args, **kwargs)
 subprocess.Popen.__init__ = record
 import lstm, compare_optimizers, run_variants, imdb_preprocess
-from sentiment import fused_lstm
+from sentiment.kernels import fused_lstm
 assert not calls, calls
 assert not fused_lstm._ready and fused_lstm._PACKED_GEMM is None  # built on first use only
 import numpy as np

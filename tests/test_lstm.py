@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import lstm
-import sentiment.config
-import sentiment.files
-from sentiment import digests
+import sentiment.model.config
+import sentiment.common.files
+from sentiment.data import digests
 import pytensor
 import pytensor.tensor as pt
 from pytensor import config
@@ -149,7 +149,7 @@ def test_fused_lstm_layer_computes_step_under_scan(lengths, rng):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
 
 
-@pytest.mark.parametrize("impl", sentiment.config.LSTM_IMPLS)
+@pytest.mark.parametrize("impl", sentiment.model.config.LSTM_IMPLS)
 def test_mean_pool_uses_only_unmasked_steps(rng, impl):
     h = pt.tensor3("h", dtype=config.floatX)
     mask = pt.matrix("mask", dtype=config.floatX)
@@ -366,7 +366,7 @@ def test_short_training_learns(tmp_path, optimizer, lrate, epochs, capsys):
                 "train_err", "valid_err", "test_err"} <= keys
         assert float(saved["test_err"]) == pytest.approx(result["test_err"])
         assert saved["history_errs"].shape == (epochs, 2)
-    options_path, log_path = sentiment.config.model_paths(opts.saveto)
+    options_path, log_path = sentiment.model.config.model_paths(opts.saveto)
     reloaded = lstm.load_options(options_path)
     assert reloaded == dataclasses.replace(opts, ydim=2,
                                            dataset_sha256=digests.file_sha256(corpus))
@@ -519,7 +519,7 @@ def test_errors_name_the_file_given_and_come_before_loading_data(tmp_path, capsy
     assert lstm.main(["predict", "--model", missing, "x"]) == 2
     assert capsys.readouterr().err.strip() == "lstm.py predict: error: %s: no such model file" % missing
     model = tmp_path / "m.npz"
-    sentiment.files.atomic_write(str(model), lambda f: sentiment.files.savez(
+    sentiment.common.files.atomic_write(str(model), lambda f: sentiment.common.files.savez(
         f, {"Wemb": np.zeros((2, 2), "float32"), "history_errs": np.zeros((0, 2))}))
     assert lstm.main(["--resume", str(model)]) == 2
     err = capsys.readouterr().err

@@ -1,7 +1,7 @@
-"""sentiment.machine: what the benchmarks print and write beside their figures."""
+"""sentiment.kernels.machine: what the benchmarks print and write beside their figures."""
 import os
 
-from sentiment import machine
+from sentiment.kernels import machine
 
 
 def test_cpu_info_names_the_cpu_and_the_settings_that_change_the_figures(monkeypatch):

@@ -1,5 +1,5 @@
 """Tests of imdb_preprocess.py (tokenizing, dictionary, building, CLI) and of the
-raw-corpus readers of sentiment.corpus."""
+raw-corpus readers of sentiment.data.corpus."""
 
 import gzip
 import json
@@ -15,11 +15,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import imdb  # noqa: E402
 import imdb_preprocess as prep  # noqa: E402
-from sentiment import moses  # noqa: E402
-from sentiment.corpus import (hold_out, label_ids, natural_key,  # noqa: E402
+from sentiment.data import moses  # noqa: E402
+from sentiment.data.corpus import (hold_out, label_ids, natural_key,  # noqa: E402
                               read_csv_corpus, read_folder_corpus, read_label_files)
-from sentiment.errors import DataError  # noqa: E402
-from sentiment.files import atomic_write  # noqa: E402
+from sentiment.common.errors import DataError  # noqa: E402
+from sentiment.common.files import atomic_write  # noqa: E402
 
 from conftest import (REAL_ARCHIVE,  # noqa: E402  (../shared/data beside the checkout)
                       assert_one_line_naming, write_pickles)

@@ -1,4 +1,4 @@
-"""sentiment.reporting: what compare_optimizers.py and run_variants.py share."""
+"""sentiment.experiments.reporting: what compare_optimizers.py and run_variants.py share."""
 import csv
 import io
 import math
@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from sentiment import plotting, reporting
-from sentiment.errors import DataError
+from sentiment.experiments import plotting, reporting
+from sentiment.common.errors import DataError
 
 
 def test_run_name_and_the_files_a_run_leaves(tmp_path):

@@ -10,11 +10,11 @@ import sys
 import pytest
 
 from conftest import synthetic_corpus, write_corpus
-from sentiment.fused_lstm import PACKED_KERNEL
+from sentiment.kernels.fused_lstm import PACKED_KERNEL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# sentiment.modelfile.params_digest of the parameters RUN trains (below), as
+# sentiment.model.modelfile.params_digest of the parameters RUN trains (below), as
 # computed on an AMD EPYC (AVX-512) and meant to hold on every x86-64 CPU with
 # AVX2 and FMA. A change of the model's arithmetic changes it on purpose: then
 # update it here, and say so.
@@ -27,8 +27,8 @@ VARIANTS_DIGEST = "8b1f89d2714d834e9d2e405c695eb6672d1f86fc4911024bd78d104316927
 RUN = r"""
 import json, sys
 import lstm
-from sentiment import fused_lstm
-from sentiment.config import Config
+from sentiment.kernels import fused_lstm
+from sentiment.model.config import Config
 options = Config(dataset=sys.argv[1], saveto="", dim_proj=24, n_words=60, max_epochs=30,
                  batch_size=16, valid_batch_size=40, validFreq=10, maxlen=0,
                  test_size=0, valid_portion=0.2, dispFreq=1000)
@@ -92,7 +92,7 @@ def test_the_digest_is_the_committed_one(reference):
 VARIANTS = r"""
 import json, sys
 import lstm
-from sentiment.config import Config
+from sentiment.model.config import Config
 options = Config(dataset=sys.argv[1], saveto="", dim_proj=12, n_words=60, max_epochs=3,
                  batch_size=40, valid_batch_size=40, validFreq=5, maxlen=0, test_size=0,
                  valid_portion=0.2, dispFreq=1000, conv_filters=8, layers=2, bidirectional=True,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import lstm
-import sentiment.config
-import sentiment.files
-from sentiment.errors import DataError
+import sentiment.model.config
+import sentiment.common.files
+from sentiment.common.errors import DataError
 
 from conftest import synthetic_corpus, write_corpus
 
@@ -60,8 +60,8 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, optimizer):
     assert "The code run for 5 epochs" in done.stdout
     with open(ref, "rb") as a, open(run, "rb") as b:
         assert a.read() == b.read(), "resumed model differs (killed at update %d)" % kill_at
-    ref_log = open(sentiment.config.model_paths(str(ref))[1]).read().splitlines()
-    run_log = open(sentiment.config.model_paths(str(run))[1]).read().splitlines()
+    ref_log = open(sentiment.model.config.model_paths(str(ref))[1]).read().splitlines()
+    run_log = open(sentiment.model.config.model_paths(str(run))[1]).read().splitlines()
     strip = [lambda line: line.split('"seconds"')[0]]
     assert [strip[0](x) for x in ref_log] == [strip[0](x) for x in run_log]
 
@@ -69,19 +69,19 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, optimizer):
 KILL_DURING_WRITE = r"""
 import sys, time
 sys.path.insert(0, sys.argv[1])
-import sentiment.files
+import sentiment.common.files
 def slow(f):
     f.write(b"x" * 1000)
     f.flush()
     print("writing", flush=True)
     time.sleep(60)
-sentiment.files.atomic_write(sys.argv[2], slow)
+sentiment.common.files.atomic_write(sys.argv[2], slow)
 """
 
 
 def test_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path):
     path = tmp_path / "model.npz"
-    sentiment.files.atomic_write(str(path), lambda f: sentiment.files.savez(f, {"a": np.arange(3)}))
+    sentiment.common.files.atomic_write(str(path), lambda f: sentiment.common.files.savez(f, {"a": np.arange(3)}))
     before = path.read_bytes()
     proc = subprocess.Popen([sys.executable, "-c", KILL_DURING_WRITE,
                              os.path.dirname(LSTM), str(path)],
@@ -103,7 +103,7 @@ def test_write_error_is_one_line_and_keeps_the_old_file(tmp_path):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(DataError) as info:
-        sentiment.files.atomic_write(str(path), fail)
+        sentiment.common.files.atomic_write(str(path), fail)
     assert "No space left on device" in str(info.value) and str(path) in str(info.value)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left

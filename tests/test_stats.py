@@ -1,4 +1,4 @@
-"""sentiment.stats: intervals, paired tests, Holm, pairwise tables, time-to-target."""
+"""sentiment.experiments.stats: intervals, paired tests, Holm, pairwise tables, time-to-target."""
 import itertools
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sentiment import stats as st
+from sentiment.experiments import stats as st
 
 # Student's (1908) sleep data (Cushny and Peebles): extra hours of sleep of the
 # same ten patients under two drugs -- R's ``sleep`` data set. R gives, for

@@ -1,4 +1,4 @@
-"""compare_optimizers.py --tune, --jobs, --cluster and kept runs; sentiment.tuning."""
+"""compare_optimizers.py --tune, --jobs, --cluster and kept runs; sentiment.experiments.tuning."""
 import csv
 import math
 import os
@@ -7,8 +7,8 @@ import pytest
 
 import compare_optimizers as co
 import lstm
-from sentiment import tuning
-from sentiment.config import Config
+from sentiment.experiments import tuning
+from sentiment.model.config import Config
 
 from conftest import read_runs, run_compare as run_main, synthetic_corpus, write_corpus
 

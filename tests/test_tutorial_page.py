@@ -58,6 +58,23 @@ def test_the_pages_cells_call_the_project():
         assert call in joined, call
 
 
+def test_what_the_pages_cells_import_of_the_project_exists():
+    # A cell's import of a moved or renamed module would fail only when the page is built.
+    import importlib
+    cells = re.findall(r"```\{code-cell\} ipython3\n(.*?)```", PAGE.read_text(), re.S)
+    tree = ast.parse("\n".join(re.sub(r"^:tags:.*$", "", c, flags=re.M) for c in cells))
+    checked = 0
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module.split(".")[0] in (
+                "sentiment", "lstm", "imdb", "imdb_preprocess"):
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name) or importlib.util.find_spec(
+                    "%s.%s" % (node.module, alias.name)), "%s.%s" % (node.module, alias.name)
+                checked += 1
+    assert checked >= 3
+
+
 def test_build_without_a_model_says_so_in_one_line(tmp_path, capsys):
     import importlib.util
     spec = importlib.util.spec_from_file_location("docs_build", ROOT / "docs" / "build.py")

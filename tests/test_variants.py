@@ -14,12 +14,12 @@ from pytensor import config
 
 import imdb
 import lstm
-import sentiment.cli
-import sentiment.config
-import sentiment.predict
-import sentiment.training
-import sentiment.variants
-from sentiment import evaluate as evaluation
+import sentiment.model.cli
+import sentiment.model.config
+import sentiment.commands.predict
+import sentiment.model.training
+import sentiment.model.variants
+from sentiment.commands import evaluate as evaluation
 from conftest import synthetic_corpus, train_text_model, write_corpus
 from test_lstm import sigmoid
 
@@ -67,7 +67,7 @@ def np_review(params, o, ids, word_keep=None):
                                  np.zeros((o.conv_width - 1 - left, h.shape[1]))])
         h = relu(sum(padded[k:k + L] @ W[k] for k in range(o.conv_width)) + params["conv_b"])
         h = np.stack([h[s:s + o.pool].max(0) for s in range(0, L, o.pool)])
-    for layer in sentiment.variants.lstm_prefixes(o):
+    for layer in sentiment.model.variants.lstm_prefixes(o):
         def run(prefix, seq):
             return np_lstm(seq, params[prefix + "_W"], params[prefix + "_U"],
                            params[prefix + "_b"])
@@ -239,8 +239,8 @@ def test_each_direction_pooled_apart_gives_the_bits_of_pooling_the_joined_states
     pooled = lstm.encode_reviews(tparams, o, x, mask, taps=taps)
     h, half = taps["states"], o.dim_proj
     parts = {"mean": [lstm.mean_pool(h, mask, impl)],
-             "max": [sentiment.variants.max_pool(h, mask)],
-             "meanmax": [lstm.mean_pool(h, mask, impl), sentiment.variants.max_pool(h, mask)],
+             "max": [sentiment.model.variants.max_pool(h, mask)],
+             "meanmax": [lstm.mean_pool(h, mask, impl), sentiment.model.variants.max_pool(h, mask)],
              "last": [pytensor.tensor.concatenate([h[-1, :, :half], h[0, :, half:]], axis=1)]}
     joined = pytensor.tensor.concatenate(parts[pooling], axis=1)
     names = [k for k in tparams if k.startswith("lstm")]
@@ -304,12 +304,12 @@ def test_pad_to_outputs_equal_the_full_keras_matrix(variant, padding):
     params = perturbed_params(o, rng)
     model = lstm.compile_model(o, params, np.random.default_rng(0))
     seqs = random_seqs(rng, [9, 4, 1, 20])
-    x, mask, _ = sentiment.variants.batcher(o)(seqs, [0] * 4)
+    x, mask, _ = sentiment.model.variants.batcher(o)(seqs, [0] * 4)
     full = imdb.pad_sequences(seqs, 15, padding, "pre").T
     np.testing.assert_allclose(model["f_pred_prob"](x, mask),
                                model["f_pred_prob"](full, (full > 0).astype(config.floatX)),
                                rtol=1e-6, atol=1e-7)
-    x, mask, _ = sentiment.variants.batcher(o)(seqs[:3], [0] * 3)
+    x, mask, _ = sentiment.model.variants.batcher(o)(seqs[:3], [0] * 3)
     assert x.shape[0] < 15  # the short minibatch really was cut
 
 
@@ -577,22 +577,22 @@ def test_config_rejects_bad_variant_values():
 
 # -- presets and config files ----------------------------------------------------
 def test_presets_are_valid_and_tutorial_is_the_default():
-    assert {"tutorial", "keras-imdb"} <= set(sentiment.config.preset_names())
-    for name in sentiment.config.preset_names():
-        values = sentiment.config.read_config_file(os.path.join(sentiment.config.PRESET_DIR, name + ".json"))
+    assert {"tutorial", "keras-imdb"} <= set(sentiment.model.config.preset_names())
+    for name in sentiment.model.config.preset_names():
+        values = sentiment.model.config.read_config_file(os.path.join(sentiment.model.config.PRESET_DIR, name + ".json"))
         lstm.Config.from_dict(values).validate()
-    _, args = sentiment.cli.parse_options(["--preset", "tutorial"])
-    _, plain = sentiment.cli.parse_options([])
+    _, args = sentiment.model.cli.parse_options(["--preset", "tutorial"])
+    _, plain = sentiment.model.cli.parse_options([])
     assert vars(args) == dict(vars(plain), preset="tutorial")
 
 
 def test_preset_then_config_then_flags(tmp_path):
-    _, args = sentiment.cli.parse_options(["--preset", "keras-imdb"])
+    _, args = sentiment.model.cli.parse_options(["--preset", "keras-imdb"])
     assert (args.optimizer, args.dim_emb, args.dim_proj, args.pad_to, args.pooling,
             args.use_dropout) == ("adam", 32, 100, 500, "last", False)
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"description": "mine", "dim_proj": 64, "max_epochs": 5}))
-    _, args = sentiment.cli.parse_options(["--preset", "keras-imdb", "--config", str(mine),
+    _, args = sentiment.model.cli.parse_options(["--preset", "keras-imdb", "--config", str(mine),
                                   "--max-epochs", "2"])
     assert (args.optimizer, args.dim_proj, args.max_epochs) == ("adam", 64, 2)
 
@@ -692,7 +692,7 @@ def test_predict_round_trip(trained_text_model, capsys, monkeypatch):
     assert [r["name"] for r in results] == ["pos", "neg"]
     assert all(r["probability"] > 0.5 and abs(sum(r["probs"]) - 1) < 1e-5 for r in results)
     # The same numbers as the training code's own prediction on the encoded text.
-    p = sentiment.predict.Predictor(model, lstm.load_model)
+    p = sentiment.commands.predict.Predictor(model, lstm.load_model)
     seqs = [p.encode(t) for t in texts]
     assert seqs[0][:2] == [p.words["great"], 1]  # "," never seen in training: unknown
     x, mask, _ = imdb.prepare_data(seqs, [0, 0])
@@ -723,7 +723,7 @@ def test_predict_refuses_mismatches(trained_text_model, tmp_path, capsys):
     base = tmp_path / "m"
     for suffix in (".npz",):
         (tmp_path / ("m" + suffix)).write_bytes(open(model, "rb").read())
-    values = json.load(open(sentiment.config.model_paths(model)[0]))
+    values = json.load(open(sentiment.model.config.model_paths(model)[0]))
     values["dim_proj"] = 16
     (tmp_path / "m.json").write_text(json.dumps(values))
     assert lstm.main(["predict", "--model", str(base) + ".npz", "text"]) == 2
@@ -790,7 +790,7 @@ def test_evaluate_an_ensemble_averages_the_models_probabilities(trained_text_mod
 def test_evaluation_gives_the_same_bits_at_any_batch_size(variant, tmp_path, capsys):
     corpus = tmp_path / "imdb.pkl"
     write_corpus(corpus, *synthetic_corpus(n_train=20, n_test=90, seed=3))
-    options = sentiment.config.Config(dataset=str(corpus), dim_proj=16, n_words=60, ydim=2,
+    options = sentiment.model.config.Config(dataset=str(corpus), dim_proj=16, n_words=60, ydim=2,
                                       saveto=str(tmp_path / "m.npz"), **variant)
     params = lstm.init_params(options, np.random.default_rng(3))
     lstm.save_model(options.saveto, {k: 10 * v for k, v in params.items()}, [], options)
@@ -810,9 +810,9 @@ def test_bucket_order_is_a_permutation_with_less_padding():
     rng = np.random.default_rng(0)
     seqs = [[2] * int(n) for n in rng.integers(1, 300, size=1003)]
     order = rng.permutation(len(seqs))
-    bucketed = sentiment.training.bucket_order(order, seqs, 16, 10, np.random.default_rng(1))
+    bucketed = sentiment.model.training.bucket_order(order, seqs, 16, 10, np.random.default_rng(1))
     assert sorted(bucketed) == list(range(len(seqs)))
-    assert (bucketed[-(1003 % 16):] == sentiment.training.bucket_order(
+    assert (bucketed[-(1003 % 16):] == sentiment.model.training.bucket_order(
         order, seqs, 16, 10, np.random.default_rng(2))[-(1003 % 16):]).all()  # partial last
 
     def padded_steps(o):
