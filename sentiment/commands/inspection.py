@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import textwrap
 
 import numpy as np
 
@@ -230,18 +231,20 @@ def figure(inspection, units=32, max_tokens=60, gate_scale="data"):
         axes[0, col].tick_params(axis="x", labeltop=True, labelrotation=70, labelsize=7)
     probs, names = inspection.probs, inspection.label_names
     best = int(np.argmax(probs))
-    fig.suptitle("prediction %s %.3f. Rows: %s, by unit number. Columns: tokens %d-%d of %d%s. "
-                 "Gates on %s; c and h around 0."
-                 % (names[best], probs[best],
-                    "all %d units" % dim if n_units == dim else
-                    "the %d of %d units whose hidden state varies most" % (n_units, dim),
-                    inspection.first + 1, inspection.first + n, inspection.n_tokens,
-                    " (the model reads %d-%d)" % (inspection.first + 1, inspection.first
-                                                  + len(inspection.tokens))
-                    if n < inspection.n_tokens else "",
-                    "[0, 1]" if gate_scale == "full" else
-                    "0.5 ± the largest distance from 0.5 (brown: closed, green: open)"),
-                 fontsize=10)
+    shown_tokens = "tokens %d-%d of %d" % (inspection.first + 1, inspection.first + n,
+                                           inspection.n_tokens)
+    if n < len(inspection.tokens) or len(inspection.tokens) < inspection.n_tokens:
+        shown_tokens += " (the model reads %d-%d)" % (
+            inspection.first + 1, inspection.first + len(inspection.tokens))
+    fig.suptitle("\n".join(textwrap.fill(line, int(8 * width)) for line in [
+        "prediction: %s %.3f; columns: %s" % (names[best], probs[best], shown_tokens),
+        "rows: %s" % ("all %d units" % dim if n_units == dim else
+                      "the %d of %d units whose hidden state varies most (unit numbers on "
+                      "the left)" % (n_units, dim)),
+        "gates i, f, o: %s; c and h: blue < 0 < red" % (
+            "on [0, 1], brown closed, green open" if gate_scale == "full" else
+            "brown closed, green open, each panel on 0.5 ± its largest distance from 0.5")]),
+        fontsize=10)
     return fig
 
 
