@@ -293,12 +293,14 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     pooled = ([variants.joined([mean_pool(s, mask, impl) for s in states])]
               if options.pooling in ("mean", "meanmax") else [])
     pooled += variants.other_pooling(states, mask, options) + bag
+    proj = variants.joined(pooled)
     if taps is not None:  # what sentiment.explain.scores splits a prediction over
-        taps.update(states=h, emb=emb.reshape([n_timesteps, n_samples, options.emb_dim]))
-    return variants.joined(pooled)
+        taps.update(states=h, emb=emb.reshape([n_timesteps, n_samples, options.emb_dim]),
+                    proj=proj)
+    return proj
 
 
-def build_model(tparams, options, dropout_rng=None):
+def build_model(tparams, options, dropout_rng=None, taps=None):
     """The symbolic model.
 
     Parameters
@@ -307,6 +309,8 @@ def build_model(tparams, options, dropout_rng=None):
     options : Config
     dropout_rng : numpy.random.Generator, optional
         State of the dropout stream; needed when ``options.use_dropout``.
+    taps : dict, optional
+        Receives the test-time path's tensors (:func:`encode_reviews`'s ``taps``).
 
     Returns
     -------
@@ -322,7 +326,7 @@ def build_model(tparams, options, dropout_rng=None):
     mask = pt.matrix("mask", dtype=config.floatX)
     y = pt.vector("y", dtype="int64")
     n_samples = x.shape[1]
-    proj = encode_reviews(tparams, options, x, mask)
+    proj = encode_reviews(tparams, options, x, mask, taps=taps)
 
     # fused: the product with the kernel of the fused Ops (the same sums on every CPU)
     dot = fused_lstm.dot if options.lstm_impl == "fused" else pt.dot
@@ -818,11 +822,8 @@ def load_gates(model, options=None):
     ``proj`` and the test-time class probabilities ``pred`` (``lstm.py inspect``)."""
     options, params = saved_model(model, options)
     options = dataclasses.replace(options, lstm_impl="scan")
-    tparams = init_tparams(params)
-    x, mask, taps = pt.matrix("x", dtype="int64"), pt.matrix("mask", dtype=config.floatX), {}
-    proj = encode_reviews(tparams, options, x, mask, taps=taps)
-    scale = numpy_floatX(0.5 if options.use_dropout else 1.0)  # build_model's test time
-    pred = pt.special.softmax(pt.dot(proj * scale, tparams["U"]) + tparams["b"], axis=-1)
+    taps = {}
+    built = build_model(init_tparams(params), options, np.random.default_rng(0), taps)
     names, outputs = ["emb"], [taps["emb"]]
     for layer in variants.lstm_prefixes(options):
         for direction, prefix in enumerate(layer):
@@ -830,7 +831,8 @@ def load_gates(model, options=None):
                 names.append("%s.%s" % (prefix, key))
                 outputs.append(taps["gates"][prefix][key][::-1] if direction
                                else taps["gates"][prefix][key])
-    f = pytensor.function([x, mask], outputs + [proj, pred], name="f_gates",
+    f = pytensor.function([built["x"], built["mask"]], outputs + [taps["proj"], built["pred"]],
+                          name="f_gates",
                           mode=fused_graph.compile_mode(options.mode), on_unused_input="ignore")
 
     def f_gates(x_value, mask_value):
