@@ -207,7 +207,7 @@ def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan",
         return _x[:, n * dim:(n + 1) * dim]
 
     # start-snippet-1
-    def _step(m_, x_, h_, c_):
+    def _step(m_, x_, h_, c_, U):
         # m_: (n_samples,), x_ = x_t W + b: (n_samples, 4 dim), h_, c_: (n_samples, dim)
         preact = pt.dot(h_, U) + x_                      # z_t = x_t W + h_{t-1} U + b
         i = pt.sigmoid(_slice(preact, 0, dim_proj))      # i_t = sigmoid(z_t[i])
@@ -233,6 +233,7 @@ def lstm_layer(tparams, state_below, mask, dim_proj, prefix="lstm", impl="scan",
     h, c, i, f, o = pytensor.scan(_step,
                                   sequences=[mask, state_below],
                                   outputs_info=[zeros, zeros, None, None, None],
+                                  non_sequences=[U],  # U, or U with DropConnect's mask
                                   name=_p(prefix, "layers"),
                                   return_updates=False)
     # end-snippet-2
@@ -249,7 +250,7 @@ def mean_pool(h, mask, impl="scan"):
     return (h * mask[:, :, None]).sum(axis=0) / mask.sum(axis=0)[:, None]
 
 
-def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
+def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None, emb_noise=None):
     """The model up to the pooled vector, one per review: ``(n_samples, pooled_dim)``.
 
     The tutorial's path is ``Wemb[x]`` -> :func:`lstm_layer` -> :func:`mean_pool`.
@@ -257,7 +258,9 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     convolution, stacked and bidirectional layers (the backward LSTM reads
     the time-flipped sequence; its states are flipped back and concatenated),
     other poolings and a bag of embeddings. ``word_keep`` (``(n_timesteps,
-    n_samples)``, 0/1), when given, zeroes the dropped tokens' embeddings. A dict
+    n_samples)``, 0/1), when given, zeroes the dropped tokens' embeddings;
+    ``emb_noise`` (``(n_timesteps, n_samples, emb_dim)``) is added to the
+    embeddings first (adversarial training). A dict
     ``taps`` receives the ``states`` before pooling, the embeddings ``emb`` and,
     with ``lstm_impl="scan"``, ``gates``: per LSTM (by prefix) what
     :func:`lstm_layer` gives its ``gates`` (a backward LSTM's in the reversed
@@ -271,7 +274,9 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     if options.bigram_buckets:
         ids = variants.bigram_ids(x, mask, options.n_words, options.bigram_buckets)
         emb = emb + lookup(tparams["Wbigram"], ids.flatten())
-    h = emb.reshape([n_timesteps, n_samples, options.emb_dim])
+    emb = h = emb.reshape([n_timesteps, n_samples, options.emb_dim])
+    if emb_noise is not None:
+        h = h + emb_noise
     if word_keep is not None:
         h = h * word_keep[:, :, None]
     bag = [variants.bag_of_embeddings(h, mask, word_keep)] if options.pool_embeddings else []
@@ -295,8 +300,7 @@ def encode_reviews(tparams, options, x, mask, word_keep=None, taps=None):
     pooled += variants.other_pooling(states, mask, options) + bag
     proj = variants.joined(pooled)
     if taps is not None:  # what sentiment.explain.scores splits a prediction over
-        taps.update(states=h, emb=emb.reshape([n_timesteps, n_samples, options.emb_dim]),
-                    proj=proj)
+        taps.update(states=h, emb=emb, proj=proj)
     return proj
 
 
@@ -320,12 +324,12 @@ def build_model(tparams, options, dropout_rng=None, taps=None):
         ``cost`` (training cost, with dropout noise); ``updates`` (the
         dropout RNG update, to pass to the function computing ``cost``);
         ``rng`` (the RNG shared variable, or None); ``noise`` (the random
-        draws of ``cost``, in the order drawn: ``word_keep``, ``keep``).
+        draws of ``cost``, in the order drawn: ``word_keep``, each
+        ``u_keep_<prefix>``, ``keep``).
     """
     x = pt.matrix("x", dtype="int64")
     mask = pt.matrix("mask", dtype=config.floatX)
     y = pt.vector("y", dtype="int64")
-    n_samples = x.shape[1]
     proj = encode_reviews(tparams, options, x, mask, taps=taps)
 
     # fused: the product with the kernel of the fused Ops (the same sums on every CPU)
@@ -336,30 +340,36 @@ def build_model(tparams, options, dropout_rng=None, taps=None):
 
     updates, noise = OrderedDict(), OrderedDict()
     rng = next_rng = None
-    if options.use_dropout or options.word_dropout:
+    if options.use_dropout or options.word_dropout or options.u_dropout:
         rng = next_rng = ptr.shared_rng(dropout_rng, name="dropout_rng")
-    train_proj = proj
-    if options.word_dropout:
-        # Training: each token's embedding is zeroed with probability word_dropout
-        # (drawn first); test: every token is read, unscaled.
-        next_rng, word_keep = next_rng.binomial(1, 1.0 - options.word_dropout,
-                                                size=x.shape)
-        noise["word_keep"] = word_keep
-        train_proj = encode_reviews(tparams, options, x, mask,
-                                    word_keep.astype(config.floatX))
+    next_rng, train_tparams, word_keep = input_noise(tparams, options, x, next_rng, noise)
+    train_taps, train_proj = {}, proj
+    if options.word_dropout or options.u_dropout or options.adv_eps:
+        train_proj = encode_reviews(train_tparams, options, x, mask, word_keep, train_taps)
+    off = 1e-6 if proj.dtype == "float16" else 1e-8
     if options.use_dropout:
         # Training: keep each unit with probability 0.5; test: scale by 0.5.
         next_rng, keep = next_rng.binomial(1, 0.5, size=train_proj.shape)
         noise["keep"] = keep
-        train_pred = classify(train_proj * keep.astype(config.floatX))
+
+        def train_cost(p):
+            return nll(classify(p * keep.astype(config.floatX)), y, off)
         pred = classify(proj * numpy_floatX(0.5))
     else:
-        train_pred, pred = classify(train_proj), classify(proj)
+        def train_cost(p):
+            return nll(classify(p), y, off)
+        pred = classify(proj)
     if rng is not None:
         updates[rng] = next_rng
 
-    off = 1e-6 if train_pred.dtype == "float16" else 1e-8
-    cost = -pt.log(train_pred[pt.arange(n_samples), y] + off).mean()
+    cost = train_cost(train_proj)
+    if options.adv_eps:
+        # Miyato et al. (2017): the same reviews again, each one's embeddings moved
+        # by adv_eps (L2 over the review) along the gradient of the loss, held fixed.
+        r = variants.adversarial_direction(pytensor.grad(cost, train_taps["emb"]),
+                                           options.adv_eps)
+        cost = cost + train_cost(encode_reviews(train_tparams, options, x, mask, word_keep,
+                                                emb_noise=r))
     if options.decay_c > 0.0:
         decay_c = pytensor.shared(numpy_floatX(options.decay_c), name="decay_c")
         cost = cost + decay_c * (tparams["U"] ** 2).sum()
@@ -367,6 +377,27 @@ def build_model(tparams, options, dropout_rng=None, taps=None):
     pred.name = "pred"
     return dict(x=x, mask=mask, y=y, pred=pred, cost=cost, updates=updates,
                 rng=rng, noise=noise)
+
+
+def input_noise(tparams, options, x, rng, noise):
+    """Training's draws before the LSTM, added to ``noise``: word dropout's keep
+    (each token's embedding zeroed with probability ``word_dropout``; at test
+    time every token is read, unscaled), then DropConnect's masks on ``U``.
+    Returns ``(rng, tparams, word_keep)``: the next RNG, the parameters training
+    reads (``U`` dropped) and the float keep (or None)."""
+    word_keep = None
+    if options.word_dropout:
+        rng, keep_words = rng.binomial(1, 1.0 - options.word_dropout, size=x.shape)
+        noise["word_keep"] = keep_words
+        word_keep = keep_words.astype(config.floatX)
+    if options.u_dropout:
+        rng, tparams = variants.drop_connect(tparams, options, rng, noise)
+    return rng, tparams, word_keep
+
+
+def nll(probs, y, off=1e-8):
+    """The mean negative log-likelihood of the labels ``y`` under ``probs``."""
+    return -pt.log(probs[pt.arange(y.shape[0]), y] + off).mean()
 
 
 # ---------------------------------------------------------------------------

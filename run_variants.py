@@ -4,7 +4,7 @@
 :data:`RUNS` (or those given with ``--runs``): each preset as it is
 (``tutorial``, ``keras-imdb`` and its CNN, stacked and bidirectional
 versions, ``full``: the full-data run of the README's "Results on the full
-test set"), and each variant of ``lstm.py``
+test set", and ``full-adv``, the same with adversarial training), and each variant of ``lstm.py``
 (stacked, bidirectional, convolution + pooling, last/max pooling, a separate
 embedding size, 1 to 32 hidden units) on the tutorial's set-up with
 ``--max-epochs 30``, and the tutorial itself so capped (``tutorial-30``). It writes to
@@ -54,6 +54,7 @@ RUNS = {
     "keras-imdb-stacked": ("keras-imdb-stacked", {}),
     "keras-imdb-bidirectional": ("keras-imdb-bidirectional", {}),
     "full": ("full", {}),
+    "full-adv": ("full-adv", {}),
     "stacked-2": ("tutorial", dict(layers=2, **VARIANT_EPOCHS)),
     "bidirectional": ("tutorial", dict(bidirectional=True, **VARIANT_EPOCHS)),
     "conv-pool": ("tutorial", dict(conv_filters=64, conv_width=3, pool=2, **VARIANT_EPOCHS)),

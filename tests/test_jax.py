@@ -78,8 +78,14 @@ def scan_options():
     return tutorial_options(lstm_impl="scan")
 
 
-@pytest.mark.parametrize("make", [tutorial_options, full_options, scan_options],
-                         ids=["tutorial", "full", "scan"])
+def adversarial_options():
+    """``--preset full-adv``'s model, small, with DropConnect on ``U`` too."""
+    return full_options(adv_eps=0.25, u_dropout=0.2)
+
+
+@pytest.mark.parametrize("make", [tutorial_options, full_options, scan_options,
+                                  adversarial_options],
+                         ids=["tutorial", "full", "scan", "full-adv-u-dropout"])
 def test_outputs_and_gradients_equal_the_c_backend(jax, make):
     """Class probabilities, the training cost (with the same dropout draws) and
     every parameter's gradient, on a minibatch of ragged reviews (13 steps, run

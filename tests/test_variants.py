@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import pytensor
+import pytensor.tensor as pt
 from pytensor import config
 
 import imdb
@@ -48,12 +49,15 @@ def np_bigram_buckets(ids, n_words, buckets):
     return (pair * np.uint64(2654435761) % np.uint64(2 ** 32) % np.uint64(buckets)).astype(int)
 
 
-def np_review(params, o, ids, word_keep=None):
+def np_review(params, o, ids, word_keep=None, emb_noise=None):
     """The pooled vector of one review, computed on its real tokens only
-    (``word_keep``: 0/1 per token, word dropout)."""
+    (``word_keep``: 0/1 per token, word dropout; ``emb_noise``: ``(L, dim_emb)``
+    added to the embeddings, adversarial training)."""
     h = params["Wemb"][ids].astype("float64")  # (L, dim_emb)
     if o.bigram_buckets:
         h = h + params["Wbigram"][np_bigram_buckets(ids, o.n_words, o.bigram_buckets)]
+    if emb_noise is not None:
+        h = h + emb_noise
     bag = []
     if word_keep is not None:
         h = h * np.asarray(word_keep, "float64")[:, None]
@@ -417,9 +421,11 @@ def test_summary_flag_prints_the_table_without_training(tmp_path, capsys):
     assert not (tmp_path / "lstm_model.npz").exists()
 
 
-def np_cost(params, o, seqs, y, word_keep):
-    """Training cost without unit dropout; ``word_keep`` is ``(T, N)``, time first."""
-    proj = np.stack([np_review(params, o, s, word_keep[:len(s), n])
+def np_cost(params, o, seqs, y, word_keep, emb_noise=None):
+    """Training cost without unit dropout; ``word_keep`` is ``(T, N)``, time first;
+    ``emb_noise``: one ``(L, dim_emb)`` array per review, or None."""
+    noise = emb_noise if emb_noise is not None else [None] * len(seqs)
+    proj = np.stack([np_review(params, o, s, word_keep[:len(s), n], noise[n])
                      for n, s in enumerate(seqs)])
     z = proj @ params["U"] + params["b"]
     logp = z - z.max(1, keepdims=True)
@@ -449,6 +455,102 @@ def test_word_dropout_zeroes_the_drawn_tokens_in_training_only(variant, impl):
     np.testing.assert_allclose(model["f_pred_prob"](x, mask), np_predict(params, o, seqs),
                                rtol=2e-4, atol=2e-6)
     assert "Word dropout 0.4" in lstm.model_summary(o, params)
+
+
+@pytest.mark.parametrize("variant,impl", [("bidirectional", "fused"), ("stacked", "fused"),
+                                          ("tutorial", "scan")])
+def test_u_dropout_drops_the_recurrent_weights_once_a_minibatch(variant, impl):
+    """DropConnect: each LSTM's U times a 0/1 mask (drawn, as NumPy would, after
+    word dropout's keep, one per U in lstm_prefixes' order) over 1 - p; every
+    time step reads the same dropped U; prediction reads U."""
+    rng = np.random.default_rng(5)
+    o = variant_options(lstm_impl=impl, u_dropout=0.3, word_dropout=0.2,
+                        **VARIANTS[variant])
+    params = perturbed_params(o, rng)
+    model = lstm.compile_model(o, params, np.random.default_rng(13))
+    seqs = random_seqs(rng, [8, 3, 6])
+    y = np.array([2, 0, 1], "int64")
+    x, mask, _ = imdb.prepare_data(seqs, y)
+    draws = np.random.default_rng(13)
+    prefixes = [p for layer in sentiment.model.variants.lstm_prefixes(o) for p in layer]
+    for _ in range(2):
+        keep = draws.binomial(1, 0.8, size=x.shape)
+        dropped = dict(params)
+        for prefix in prefixes:
+            u_keep = draws.binomial(1, 0.7, size=params[prefix + "_U"].shape)
+            assert 0 < u_keep.mean() < 1
+            dropped[prefix + "_U"] = params[prefix + "_U"] * u_keep / 0.7
+        np.testing.assert_allclose(model["f_grad_shared"](x, mask, y),
+                                   np_cost(dropped, o, seqs, y, keep), rtol=2e-4)
+    np.testing.assert_allclose(model["f_pred_prob"](x, mask), np_predict(params, o, seqs),
+                               rtol=2e-4, atol=2e-6)
+
+
+def np_embedding_grad(params, o, seqs, y, step=1e-4):
+    """The clean cost's gradient with respect to each review's (word + bigram)
+    embeddings, by central differences in float64: one ``(L, dim_emb)`` per review."""
+    ones = np.ones((max(map(len, seqs)), len(seqs)))
+    grads = []
+    for n, s in enumerate(seqs):
+        g = np.zeros((len(s), o.emb_dim))
+        for idx in np.ndindex(*g.shape):
+            noise = [np.zeros((len(t), o.emb_dim)) for t in seqs]
+            noise[n][idx] = step
+            up = np_cost(params, o, seqs, y, ones, noise)
+            noise[n][idx] = -step
+            g[idx] = (up - np_cost(params, o, seqs, y, ones, noise)) / (2 * step)
+        grads.append(g)
+    return grads
+
+
+@pytest.mark.parametrize("variant,impl", [("tutorial", "fused"), ("bi-bigrams-meanmax", "fused"),
+                                          ("tutorial", "scan")])
+def test_adversarial_cost_adds_the_loss_at_the_worst_small_move(variant, impl):
+    """adv_eps (Miyato et al. 2017): the cost is the clean loss plus the loss with
+    each review's embeddings moved by adv_eps along its own gradient (L2 over
+    the review's real tokens), the gradient computed here by finite differences."""
+    rng = np.random.default_rng(9)
+    o = variant_options(lstm_impl=impl, adv_eps=0.7, **VARIANTS[variant])
+    params = {k: v.astype("float64") for k, v in perturbed_params(o, rng).items()}
+    seqs = random_seqs(rng, [5, 2, 4])
+    y = np.array([1, 0, 2], "int64")
+    x, mask, _ = imdb.prepare_data(seqs, y)
+    grads = np_embedding_grad(params, o, seqs, y)
+    r = [0.7 * g / np.sqrt((g ** 2).sum()) for g in grads]
+    ones = np.ones(x.shape)
+    clean, moved = np_cost(params, o, seqs, y, ones), np_cost(params, o, seqs, y, ones, r)
+    assert moved > clean + 1e-3  # the move is uphill, so the test can fail
+    model = lstm.compile_model(o, {k: v.astype(config.floatX) for k, v in params.items()})
+    np.testing.assert_allclose(model["f_grad_shared"](x, mask, y), clean + moved, rtol=2e-4)
+    np.testing.assert_allclose(model["f_pred_prob"](x, mask), np_predict(params, o, seqs),
+                               rtol=2e-4, atol=2e-6)
+
+
+def test_adversarial_move_is_held_fixed_in_the_gradient():
+    """No gradient flows through the perturbation: the parameters' gradient is the
+    clean loss's plus the moved loss's with the move as a constant."""
+    rng = np.random.default_rng(4)
+    o = variant_options(adv_eps=0.5, bigram_buckets=5)
+    tparams = lstm.init_tparams(perturbed_params(o, rng))
+    model = lstm.build_model(tparams, o)
+    x, mask, y = model["x"], model["mask"], model["y"]
+    got = pytensor.grad(model["cost"], list(tparams.values()))
+    taps, r = {}, pt.tensor3("r", dtype=config.floatX)
+
+    def loss(proj):
+        return lstm.nll(pt.special.softmax(proj @ tparams["U"] + tparams["b"], axis=-1), y)
+    clean = loss(lstm.encode_reviews(tparams, o, x, mask, taps=taps))
+    move = sentiment.model.variants.adversarial_direction(pytensor.grad(clean, taps["emb"]), 0.5)
+    moved = loss(lstm.encode_reviews(tparams, o, x, mask, emb_noise=r))
+    want = pytensor.grad(clean + moved, list(tparams.values()))
+    f_move = pytensor.function([x, mask, y], move)
+    f_got = pytensor.function([x, mask, y], got)
+    f_want = pytensor.function([x, mask, y, r], want)
+    seqs = random_seqs(rng, [6, 3, 4])
+    xv, mv, _ = imdb.prepare_data(seqs, [0] * 3)
+    yv = np.array([0, 2, 1], "int64")
+    for g, w in zip(f_got(xv, mv, yv), f_want(xv, mv, yv, f_move(xv, mv, yv))):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
 
 
 def test_clip_c_rescales_the_global_gradient_norm():
@@ -570,7 +672,8 @@ def test_config_rejects_bad_variant_values():
                 dict(pool=0), dict(conv_filters=-1), dict(freeze_embeddings=True),
                 dict(word_dropout=1.0), dict(word_dropout=-0.1), dict(monitor="valid"),
                 dict(monitor="train,tset"), dict(clip_c=-1.0), dict(lrate_decay=0.0),
-                dict(lrate_decay=1.5), dict(ema=1.0), dict(ema=-0.5)):
+                dict(lrate_decay=1.5), dict(ema=1.0), dict(ema=-0.5), dict(u_dropout=1.0),
+                dict(u_dropout=-0.1), dict(adv_eps=-0.25)):
         with pytest.raises(ValueError):
             lstm.Config(**bad).validate()
 
@@ -610,6 +713,31 @@ def test_bad_config_file_is_one_line_error(tmp_path, capsys, content, message):
     assert lstm.main(["--config", str(bad), "--summary"]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_full_adv_preset_is_full_with_adversarial_training():
+    _, full = sentiment.model.cli.parse_options(["--preset", "full"])
+    _, adv = sentiment.model.cli.parse_options(["--preset", "full-adv"])
+    assert adv.adv_eps == 0.25 and full.adv_eps == 0.0
+    assert dict(vars(adv), adv_eps=0.0, preset="full") == vars(full)
+
+
+def test_full_adv_preset_trains_a_tiny_corpus_for_one_epoch(tmp_path, capsys):
+    """The preset's model (bidirectional, mean+max, bigrams, word dropout, the
+    adversarial cost), smaller, for one epoch through lstm.main."""
+    train, test = synthetic_corpus(n_train=160, n_test=40, seed=3)
+    dataset = write_corpus(str(tmp_path / "tiny.pkl"), train, test)
+    model = str(tmp_path / "m.npz")
+    assert lstm.main(["--preset", "full-adv", "--dataset", dataset, "--saveto", model,
+                      "--n-words", "60", "--bigram-buckets", "31", "--dim-proj", "8",
+                      "--pad-to", "40", "--max-epochs", "1", "--valid-block", "8",
+                      "--valid-freq", "-1", "--save-freq", "-1", "--disp-freq", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "The code run for 1 epochs" in out
+    saved = json.load(open(str(tmp_path / "m.json")))  # the options beside the model
+    assert saved["adv_eps"] == 0.25 and saved["bidirectional"] and saved["bigram_buckets"] == 31
+    costs = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("Epoch ")]
+    assert costs and all(1.0 < c < 2.0 for c in costs[:1])  # two losses near log 2 each
 
 
 def test_unknown_preset_is_refused(capsys):

@@ -138,6 +138,14 @@ def add_training_args(parser, exclude=(), title="training options"):
     a("--word-dropout", type=float, default=d.word_dropout,
       help="training only: zero each token's embedding with this probability (word "
            "dropout; the tutorial: 0)")
+    a("--u-dropout", type=float, default=d.u_dropout,
+      help="training only: DropConnect on each LSTM's recurrent matrix U, one mask "
+           "per minibatch, kept weights scaled by 1/(1 - p) (AWD-LSTM's weight drop, "
+           "Merity et al. 2018; 0: none)")
+    a("--adv-eps", type=float, default=d.adv_eps,
+      help="> 0: adversarial training (Miyato et al. 2017): also train on each "
+           "review's embeddings moved by this L2 norm along its loss gradient "
+           "(about twice the time per update; 0: none)")
     a("--monitor", default=d.monitor,
       help="splits whose errors are computed, besides valid, at each validation "
            "(comma-separated: train,test; '' for none, faster); the final errors of "

@@ -79,6 +79,8 @@ class Config:
     lrate_decay: float = 1.0  # the learning rate of epoch e (from 0) is lrate * lrate_decay**e
     clip_c: float = 0.0  # > 0: rescale the gradients so their global L2 norm is at most this
     word_dropout: float = 0.0  # training: zero each token's embedding with this probability
+    u_dropout: float = 0.0  # training: DropConnect on each LSTM's U (AWD-LSTM's weight drop)
+    adv_eps: float = 0.0  # > 0: adversarial perturbation of the embeddings of this L2 norm (Miyato)
     ema: float = 0.0  # > 0: validate and save a moving average of the weights (e.g. 0.999)
     weight_decay: float = 0.0  # adam(w): decoupled decay of the weight matrices (adamw: 0 -> 0.01)
     monitor: str = "train,test"  # splits evaluated with valid at each validation ("": none)
@@ -153,6 +155,10 @@ class Config:
             raise ValueError("clip_c must be 0 (no clipping) or more")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError("word_dropout must be in [0, 1)")
+        if not 0.0 <= self.u_dropout < 1.0:
+            raise ValueError("u_dropout must be in [0, 1)")
+        if self.adv_eps < 0:
+            raise ValueError("adv_eps must be 0 (none) or more")
         if self.weight_decay < 0:
             raise ValueError("weight_decay must be 0 (none) or more")
         if self.weight_decay and self.optimizer not in ("adam", "adamw"):

@@ -1,6 +1,7 @@
 """The model's variants beyond the tutorial: stacked and bidirectional layers,
 a convolution before the LSTM, hashed bigrams, max/last pooling, a bag of
-embeddings beside the LSTM, Keras-style padding.
+embeddings beside the LSTM, Keras-style padding, and two regularisers of
+training: DropConnect on ``U`` and adversarial perturbations of the embeddings.
 
 ``lstm.build_model`` calls these when the options ask for them; with the
 tutorial's options none of them is used. Axes are time first, as in
@@ -13,6 +14,7 @@ from collections import OrderedDict
 import numpy as np
 import pytensor.tensor as pt
 from pytensor import config
+from pytensor.gradient import disconnected_grad
 
 import imdb
 
@@ -160,6 +162,50 @@ def other_pooling(states, mask, options):
     if options.pooling in ("max", "meanmax"):
         return [joined([max_pool(h, mask) for h in states])]
     return []
+
+
+def drop_connect(tparams, options, rng, noise):
+    """DropConnect on the recurrent weights (the "weight drop" of AWD-LSTM [1]_).
+
+    Each LSTM's ``U`` is multiplied by its own 0/1 mask, kept with probability
+    ``1 - options.u_dropout`` and drawn once per minibatch (every time step of
+    every review sees the same ``U``), and scaled by ``1 / (1 - u_dropout)``, so
+    the test-time model reads ``U`` unchanged. The draws are added to ``noise``
+    (``u_keep_<prefix>``). Returns ``(rng, tparams)``: the next RNG and a copy of
+    ``tparams`` with the dropped ``U``.
+
+    .. [1] Stephen Merity, Nitish Shirish Keskar and Richard Socher,
+       "Regularizing and Optimizing LSTM Language Models", ICLR 2018.
+    """
+    dropped = OrderedDict(tparams)
+    scale = np.asarray(1.0 / (1.0 - options.u_dropout), dtype=config.floatX)
+    for layer in lstm_prefixes(options):
+        for prefix in layer:
+            U = tparams[prefix + "_U"]
+            rng, keep = rng.binomial(1, 1.0 - options.u_dropout, size=U.shape)
+            noise["u_keep_" + prefix] = keep
+            dropped[prefix + "_U"] = U * (keep.astype(config.floatX) * scale)
+    return rng, dropped
+
+
+def adversarial_direction(grad, eps):
+    """The adversarial perturbation of Miyato et al. [1]_: ``eps * g / ||g||``
+    per review, ``g`` the gradient of the loss with respect to the embeddings
+    ``(n_timesteps, n_samples, emb_dim)`` and the norm over each review's time
+    steps and dimensions (padding's gradient is 0). Held constant: no gradient
+    flows through it. The scaling by the largest ``|g|`` first is theirs (it
+    keeps the squares in range).
+
+    .. [1] Takeru Miyato, Andrew M. Dai and Ian Goodfellow, "Adversarial
+       Training Methods for Semi-Supervised Text Classification", ICLR 2017
+       (section 3, equation 2).
+    """
+    g = disconnected_grad(grad)
+    alpha = pt.max(abs(g), axis=(0, 2), keepdims=True) + np.asarray(1e-12, config.floatX)
+    scaled = g / alpha
+    norm = alpha * pt.sqrt((scaled ** 2).sum(axis=(0, 2), keepdims=True)
+                           + np.asarray(1e-6, config.floatX))
+    return np.asarray(eps, config.floatX) * (g / norm)
 
 
 def batcher(options):
