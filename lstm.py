@@ -325,7 +325,7 @@ def build_model(tparams, options, dropout_rng=None, taps=None):
         dropout RNG update, to pass to the function computing ``cost``);
         ``rng`` (the RNG shared variable, or None); ``noise`` (the random
         draws of ``cost``, in the order drawn: ``word_keep``, each
-        ``u_keep_<prefix>``, ``keep``).
+        ``u_keep_<prefix>``, ``keep``, ``adv_random``).
     """
     x = pt.matrix("x", dtype="int64")
     mask = pt.matrix("mask", dtype=config.floatX)
@@ -340,7 +340,8 @@ def build_model(tparams, options, dropout_rng=None, taps=None):
 
     updates, noise = OrderedDict(), OrderedDict()
     rng = next_rng = None
-    if options.use_dropout or options.word_dropout or options.u_dropout:
+    if (options.use_dropout or options.word_dropout or options.u_dropout
+            or options.adv_direction == "random"):
         rng = next_rng = ptr.shared_rng(dropout_rng, name="dropout_rng")
     next_rng, train_tparams, word_keep = input_noise(tparams, options, x, next_rng, noise)
     train_taps, train_proj = {}, proj
@@ -359,17 +360,18 @@ def build_model(tparams, options, dropout_rng=None, taps=None):
         def train_cost(p):
             return nll(classify(p), y, off)
         pred = classify(proj)
-    if rng is not None:
-        updates[rng] = next_rng
 
     cost = train_cost(train_proj)
     if options.adv_eps:
         # Miyato et al. (2017): the same reviews again, each one's embeddings moved
         # by adv_eps (L2 over the review) along the gradient of the loss, held fixed.
-        r = variants.adversarial_direction(pytensor.grad(cost, train_taps["emb"]),
-                                           options.adv_eps)
+        read = mask if word_keep is None else mask * word_keep
+        next_rng, r = variants.adversarial_move(cost, train_taps["emb"], read, options,
+                                                next_rng, noise)
         cost = cost + train_cost(encode_reviews(train_tparams, options, x, mask, word_keep,
                                                 emb_noise=r))
+    if rng is not None:
+        updates[rng] = next_rng
     if options.decay_c > 0.0:
         decay_c = pytensor.shared(numpy_floatX(options.decay_c), name="decay_c")
         cost = cost + decay_c * (tparams["U"] ** 2).sum()

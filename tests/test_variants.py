@@ -526,6 +526,32 @@ def test_adversarial_cost_adds_the_loss_at_the_worst_small_move(variant, impl):
                                rtol=2e-4, atol=2e-6)
 
 
+@pytest.mark.parametrize("variant,impl", [("tutorial", "fused"), ("bi-bigrams-meanmax", "fused"),
+                                          ("tutorial", "scan")])
+def test_random_direction_moves_the_read_tokens_by_adv_eps(variant, impl):
+    """adv_direction random (Miyato et al.'s control): the move is a Gaussian draw
+    (after word dropout's keep in the stream, as NumPy would draw it) over the
+    real, kept tokens, scaled to adv_eps per review; a new one each update."""
+    rng = np.random.default_rng(3)
+    o = variant_options(lstm_impl=impl, adv_eps=0.7, adv_direction="random", word_dropout=0.3,
+                        **dict(VARIANTS[variant], use_dropout=False))
+    params = perturbed_params(o, rng)
+    model = lstm.compile_model(o, params, np.random.default_rng(17))
+    seqs = random_seqs(rng, [5, 2, 4])
+    y = np.array([1, 0, 2], "int64")
+    x, mask, _ = imdb.prepare_data(seqs, y)
+    draws = np.random.default_rng(17)
+    costs = []
+    for _ in range(2):
+        keep = draws.binomial(1, 0.7, size=x.shape)
+        d = draws.normal(0.0, 1.0, size=x.shape + (o.emb_dim,)) * (mask * keep)[:, :, None]
+        r = [0.7 * d[:len(s), n] / np.sqrt((d[:, n] ** 2).sum()) for n, s in enumerate(seqs)]
+        want = np_cost(params, o, seqs, y, keep) + np_cost(params, o, seqs, y, keep, r)
+        costs.append(model["f_grad_shared"](x, mask, y))
+        np.testing.assert_allclose(costs[-1], want, rtol=2e-4)
+    assert costs[0] != costs[1]  # the stream advances: a new direction each update
+
+
 def test_adversarial_move_is_held_fixed_in_the_gradient():
     """No gradient flows through the perturbation: the parameters' gradient is the
     clean loss's plus the moved loss's with the move as a constant."""
@@ -673,7 +699,8 @@ def test_config_rejects_bad_variant_values():
                 dict(word_dropout=1.0), dict(word_dropout=-0.1), dict(monitor="valid"),
                 dict(monitor="train,tset"), dict(clip_c=-1.0), dict(lrate_decay=0.0),
                 dict(lrate_decay=1.5), dict(ema=1.0), dict(ema=-0.5), dict(u_dropout=1.0),
-                dict(u_dropout=-0.1), dict(adv_eps=-0.25)):
+                dict(u_dropout=-0.1), dict(adv_eps=-0.25),
+                dict(adv_eps=0.25, adv_direction="up"), dict(adv_direction="random")):
         with pytest.raises(ValueError):
             lstm.Config(**bad).validate()
 

@@ -3,8 +3,8 @@ field, ``--preset`` and ``--config``, and the run's own flags."""
 import argparse
 import os
 
-from sentiment.model.config import (DEVICES, LSTM_IMPLS, OPTIMIZERS, POOLINGS, PRESET_DIR, SIDES,
-                              Config, preset_names, read_config_file)
+from sentiment.model.config import (ADV_DIRECTIONS, DEVICES, LSTM_IMPLS, OPTIMIZERS, POOLINGS,
+                                    PRESET_DIR, SIDES, Config, preset_names, read_config_file)
 
 
 def add_training_args(parser, exclude=(), title="training options"):
@@ -146,6 +146,10 @@ def add_training_args(parser, exclude=(), title="training options"):
       help="> 0: adversarial training (Miyato et al. 2017): also train on each "
            "review's embeddings moved by this L2 norm along its loss gradient "
            "(about twice the time per update; 0: none)")
+    a("--adv-direction", choices=ADV_DIRECTIONS, default=d.adv_direction,
+      help="with --adv-eps: move the embeddings along the loss gradient (adversarial "
+           "training) or in a random Gaussian direction of the same norm (the control "
+           "of Miyato et al.: is it the worst move that helps, or any noise?)")
     a("--monitor", default=d.monitor,
       help="splits whose errors are computed, besides valid, at each validation "
            "(comma-separated: train,test; '' for none, faster); the final errors of "

@@ -19,6 +19,7 @@ ADAMW_DECAY = 0.01  # adamw's weight_decay when none is given (torch.optim.AdamW
 LSTM_IMPLS = ("fused", "scan")
 DEVICES = ("cpu", "gpu")
 POOLINGS = ("mean", "last", "max", "meanmax")
+ADV_DIRECTIONS = ("gradient", "random")
 SIDES = ("pre", "post")
 PRESET_DIR = os.path.join(HERE, "presets")
 
@@ -81,6 +82,7 @@ class Config:
     word_dropout: float = 0.0  # training: zero each token's embedding with this probability
     u_dropout: float = 0.0  # training: DropConnect on each LSTM's U (AWD-LSTM's weight drop)
     adv_eps: float = 0.0  # > 0: adversarial perturbation of the embeddings of this L2 norm (Miyato)
+    adv_direction: str = "gradient"  # adv_eps's move: the loss gradient's, or random (the control)
     ema: float = 0.0  # > 0: validate and save a moving average of the weights (e.g. 0.999)
     weight_decay: float = 0.0  # adam(w): decoupled decay of the weight matrices (adamw: 0 -> 0.01)
     monitor: str = "train,test"  # splits evaluated with valid at each validation ("": none)
@@ -159,6 +161,11 @@ class Config:
             raise ValueError("u_dropout must be in [0, 1)")
         if self.adv_eps < 0:
             raise ValueError("adv_eps must be 0 (none) or more")
+        if self.adv_direction not in ADV_DIRECTIONS:
+            raise ValueError("adv_direction must be one of %s, not %r"
+                             % (", ".join(ADV_DIRECTIONS), self.adv_direction))
+        if self.adv_direction != "gradient" and not self.adv_eps:
+            raise ValueError("adv_direction random needs adv_eps > 0 (the norm of the move)")
         if self.weight_decay < 0:
             raise ValueError("weight_decay must be 0 (none) or more")
         if self.weight_decay and self.optimizer not in ("adam", "adamw"):

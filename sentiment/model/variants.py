@@ -12,6 +12,7 @@ import sentiment.kernels.pytensor_flags  # noqa: F401  (before PyTensor: the pro
 from collections import OrderedDict
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 from pytensor import config
 from pytensor.gradient import disconnected_grad
@@ -206,6 +207,29 @@ def adversarial_direction(grad, eps):
     norm = alpha * pt.sqrt((scaled ** 2).sum(axis=(0, 2), keepdims=True)
                            + np.asarray(1e-6, config.floatX))
     return np.asarray(eps, config.floatX) * (g / norm)
+
+
+def adversarial_move(cost, emb, read, options, rng, noise):
+    """The move of the embeddings ``emb`` ``(n_timesteps, n_samples, emb_dim)``
+    that ``adv_eps`` trains against: along the gradient of ``cost`` (Miyato et
+    al. [1]_), or with ``adv_direction`` ``"random"`` in a Gaussian direction
+    over the tokens ``read`` (``(n_timesteps, n_samples)``: real and kept), their
+    control (random noise instead of the adversarial move: 7.20 % error on IMDB
+    against 6.21 %). Either is scaled by :func:`adversarial_direction` to the
+    norm ``adv_eps`` per review. The random draw is added to ``noise``
+    (``adv_random``). Returns ``(rng, move)``.
+
+    .. [1] Takeru Miyato, Andrew M. Dai and Ian Goodfellow, "Adversarial
+       Training Methods for Semi-Supervised Text Classification", ICLR 2017
+       (table 2: "Random perturbation with labeled examples").
+    """
+    if options.adv_direction == "random":
+        rng, draw = rng.normal(0.0, 1.0, size=emb.shape)
+        noise["adv_random"] = draw
+        direction = draw.astype(config.floatX) * read[:, :, None]
+    else:
+        direction = pytensor.grad(cost, emb)
+    return rng, adversarial_direction(direction, options.adv_eps)
 
 
 def batcher(options):
