@@ -526,8 +526,7 @@ def test_adversarial_cost_adds_the_loss_at_the_worst_small_move(variant, impl):
                                rtol=2e-4, atol=2e-6)
 
 
-@pytest.mark.parametrize("variant,impl", [("tutorial", "fused"), ("bi-bigrams-meanmax", "fused"),
-                                          ("tutorial", "scan")])
+@pytest.mark.parametrize("variant,impl", [("tutorial", "fused"), ("bi-bigrams-meanmax", "fused")])
 def test_random_direction_moves_the_read_tokens_by_adv_eps(variant, impl):
     """adv_direction random (Miyato et al.'s control): the move is a Gaussian draw
     (after word dropout's keep in the stream, as NumPy would draw it) over the
