@@ -365,9 +365,8 @@ def build_model(tparams, options, dropout_rng=None, taps=None):
     if options.adv_eps:
         # Miyato et al. (2017): the same reviews again, each one's embeddings moved
         # by adv_eps (L2 over the review) along the gradient of the loss, held fixed.
-        read = mask if word_keep is None else mask * word_keep
-        next_rng, r = variants.adversarial_move(cost, train_taps["emb"], read, options,
-                                                next_rng, noise)
+        next_rng, r = variants.adversarial_move(cost, train_taps["emb"], mask, word_keep,
+                                                options, next_rng, noise)
         cost = cost + train_cost(encode_reviews(train_tparams, options, x, mask, word_keep,
                                                 emb_noise=r))
     if rng is not None:

@@ -143,6 +143,12 @@ def _uint32(value):
     return np.asarray(value, dtype="uint32")
 
 
+def tokens_read(mask, word_keep=None):
+    """The tokens a training pass reads, ``(n_timesteps, n_samples)``: real
+    (``mask``) and, in training, kept by word dropout (``word_keep``)."""
+    return mask if word_keep is None else mask * word_keep
+
+
 def bag_of_embeddings(emb, mask, word_keep=None):
     """The mean of the embeddings ``emb`` ``(n_timesteps, n_samples, dim)`` over
     the tokens read: real (``mask``) and, in training, kept (``word_keep``), so
@@ -150,7 +156,7 @@ def bag_of_embeddings(emb, mask, word_keep=None):
     were all dropped pools to zeros. Concatenated to the pooled LSTM states, it
     is a bag-of-words (with bigrams, of bigrams) path beside the LSTM, as
     fastText's (Joulin et al. 2017)."""
-    read = mask if word_keep is None else mask * word_keep
+    read = tokens_read(mask, word_keep)
     return (emb * read[:, :, None]).sum(axis=0) / pt.maximum(read.sum(axis=0), 1)[:, None]
 
 
@@ -209,11 +215,11 @@ def adversarial_direction(grad, eps):
     return np.asarray(eps, config.floatX) * (g / norm)
 
 
-def adversarial_move(cost, emb, read, options, rng, noise):
+def adversarial_move(cost, emb, mask, word_keep, options, rng, noise):
     """The move of the embeddings ``emb`` ``(n_timesteps, n_samples, emb_dim)``
     that ``adv_eps`` trains against: along the gradient of ``cost`` (Miyato et
     al. [1]_), or with ``adv_direction`` ``"random"`` in a Gaussian direction
-    over the tokens ``read`` (``(n_timesteps, n_samples)``: real and kept), their
+    over the tokens read (:func:`tokens_read` of ``mask`` and ``word_keep``), their
     control (random noise instead of the adversarial move: 7.20 % error on IMDB
     against 6.21 %). Either is scaled by :func:`adversarial_direction` to the
     norm ``adv_eps`` per review. The random draw is added to ``noise``
@@ -226,7 +232,7 @@ def adversarial_move(cost, emb, read, options, rng, noise):
     if options.adv_direction == "random":
         rng, draw = rng.normal(0.0, 1.0, size=emb.shape)
         noise["adv_random"] = draw
-        direction = draw.astype(config.floatX) * read[:, :, None]
+        direction = draw.astype(config.floatX) * tokens_read(mask, word_keep)[:, :, None]
     else:
         direction = pytensor.grad(cost, emb)
     return rng, adversarial_direction(direction, options.adv_eps)
